@@ -6,6 +6,7 @@
 import * as Y from 'yjs';
 import type { Cell, JsonObject, Notebook, Output } from './nbformat.ts';
 import { joinSource, splitLines, upgradeNotebook } from './nbformat.ts';
+import { splitNotebookLines } from './lines.ts';
 import { cellOrder, cellsMap, makeYCell, notebookMap, orderArray } from './ydoc.ts';
 import type { YCell } from './ydoc.ts';
 
@@ -95,7 +96,7 @@ export function yDocToNotebook(doc: Y.Doc): Notebook {
  * trailing newline), so files written by Kinesis diff cleanly against Jupyter's.
  */
 export function stringifyNotebook(nb: Notebook): string {
-  return JSON.stringify(sortKeys(nb), null, 1) + '\n';
+  return JSON.stringify(sortKeys(splitNotebookLines(nb)), null, 1) + '\n';
 }
 
 function sortKeys(v: unknown): unknown {

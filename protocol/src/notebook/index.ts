@@ -3,3 +3,4 @@
 export * from './nbformat.ts';
 export * from './ydoc.ts';
 export * from './convert.ts';
+export * from './lines.ts';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as Y from 'yjs';
 import {
   NotebookFormatError, cellOrder, cellSource, deleteCell, getCell, insertCell, loadNotebook, moveCell,
-  notebookToYDoc, parseNotebook, setCellType, splitLines, stringifyNotebook, validateNotebook, yDocToNotebook,
+  notebookToYDoc, parseNotebook, rejoinNotebookLines, splitNotebookLines, setCellType, splitLines, stringifyNotebook, validateNotebook, yDocToNotebook,
 } from './index.ts';
 import type { Notebook } from './index.ts';
 
@@ -52,6 +52,16 @@ describe('nbformat', () => {
     expect(splitLines('')).toEqual([]);
     const nb: Notebook = { ...sample, cells: [{ id: 'c', cell_type: 'code', source: 'x\ny\n', metadata: {}, outputs: [], execution_count: null }] };
     expect(yDocToNotebook(notebookToYDoc(nb)).cells[0]?.source).toEqual(['x\n', 'y\n']);
+  });
+
+  it('splits text into lines on disk and rejoins them for the API, as Jupyter does', () => {
+    const joined = rejoinNotebookLines(sample);
+    const c = joined.cells[1];
+    expect(c?.source).toBe('print(1)\nx = 2');
+    expect(c?.cell_type === 'code' && c.outputs[0]).toEqual({ output_type: 'stream', name: 'stdout', text: '1\n' });
+    expect(c?.cell_type === 'code' && c.outputs[2]).toEqual(sample.cells[1]?.cell_type === 'code' && sample.cells[1].outputs[2]); // base64 PNG untouched
+    expect(splitNotebookLines(joined)).toEqual(sample);
+    expect(JSON.parse(stringifyNotebook(joined))).toEqual(JSON.parse(stringifyNotebook(sample)));
   });
 
   it('drops transient output keys when writing', () => {
