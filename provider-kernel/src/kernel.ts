@@ -1,0 +1,374 @@
+// One Jupyter kernel on this machine: its process, its ZMQ channels, its lifecycle
+// (start, interrupt, restart, shutdown, death). Follows jupyter_client's KernelManager:
+// https://jupyter-client.readthedocs.io/en/stable/api/jupyter_client.html#jupyter_client.KernelManager
+//
+// Messages the provider sends on its own behalf (kernel_info_request to see that the kernel
+// is up, interrupt_request, shutdown_request) use a private session id, and everything the
+// kernel answers to that session is consumed here, never forwarded: clients must not see
+// replies or busy/idle they did not ask for.
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { makeMessage, type Channel } from '@kinesis/protocol/jupyter/messages';
+import type { RunningKernelStatus } from '@kinesis/protocol/tunnel';
+import { newConnectionInfo, privateDir, writeConnectionFile, type ConnectionInfo } from './connection.ts';
+import { KernelError, errorText } from './errors.ts';
+import { buildKernelEnv } from './kernel-env.ts';
+import { KernelProcess } from './kernel-process.ts';
+import type { LocalKernelSpec } from './kernelspecs.ts';
+import type { Logger } from './logger.ts';
+import { fromZmqFrames, peekHeader, toZmqFrames, type HeaderPeek, type WireParts } from './wire.ts';
+import { KernelChannels } from './zmq-channels.ts';
+
+export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'stopping' | 'dead' | 'stopped';
+
+export interface KernelHooks {
+  /** A signature-checked message from the kernel, for the clients. */
+  onMessage(kernel: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined): void;
+  /** Lifecycle changes the kernel cannot announce itself (tunnel `kernel_status`). */
+  onStatus(kernel: Kernel, status: 'starting' | 'restarting' | 'dead', reason?: string): void;
+}
+
+export interface KernelOptions {
+  readonly kernelId: string;
+  readonly spec: LocalKernelSpec;
+  readonly clientEnv: Readonly<Record<string, unknown>>;
+  /** Parent of the per-kernel working dirs and connection files. */
+  readonly dataDir: string;
+  readonly logger: Logger;
+  readonly hooks: KernelHooks;
+  readonly passEnv?: readonly string[];
+  /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
+  readonly startTimeoutMs?: number;
+  /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
+  readonly shutdownTimeoutMs?: number;
+}
+
+const MAX_PENDING_CLIENT_MESSAGES = 4096;
+
+interface OwnRequest {
+  resolve(content: Buffer): void;
+  reject(e: Error): void;
+}
+
+export class Kernel {
+  readonly id: string;
+  readonly spec: LocalKernelSpec;
+  private stateValue: KernelState = 'starting';
+  private proc: KernelProcess | undefined;
+  private channels: KernelChannels | undefined;
+  private info: ConnectionInfo | undefined;
+  private key = Buffer.alloc(0);
+  private connectionFile: string | undefined;
+  private readonly workDir: string;
+  private readonly runtimeDir: string;
+  private readonly ownSession = `kinesis-provider-${randomUUID()}`;
+  private readonly ownRequests = new Map<string, OwnRequest>();
+  private generation = 0;
+  private iopubSeen = false;
+  private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
+  private badSignatures = 0;
+  private lifecycle: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: KernelOptions) {
+    this.id = o.kernelId;
+    this.spec = o.spec;
+    this.workDir = path.join(o.dataDir, 'kernels', o.kernelId);
+    this.runtimeDir = path.join(o.dataDir, 'runtime');
+  }
+
+  get state(): KernelState {
+    return this.stateValue;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** For hello.kernels: only kernels the gateway can re-attach. */
+  get adStatus(): RunningKernelStatus | undefined {
+    const s = this.stateValue;
+    return s === 'starting' || s === 'idle' || s === 'busy' || s === 'restarting' ? s : undefined;
+  }
+
+  /** Launches the kernel; resolves once it answered kernel_info_request. */
+  start(): Promise<void> {
+    return this.serial(async () => {
+      await privateDir(path.join(this.o.dataDir, 'kernels'));
+      await privateDir(this.workDir);
+      await fs.mkdir(path.join(this.workDir, '.tmp'), { recursive: true, mode: 0o700 });
+      this.setState('starting');
+      try {
+        await this.launch(await newConnectionInfo(this.spec.name));
+      } catch (e) {
+        await this.cleanupProcess();
+        this.setState('dead');
+        throw e;
+      }
+    });
+  }
+
+  /** Interrupt as the kernelspec says: SIGINT to the process group, or interrupt_request on control. */
+  async interrupt(): Promise<void> {
+    if (!this.proc?.alive) throw new KernelError(`kernel ${this.id} is not running`);
+    if (this.spec.spec.interrupt_mode === 'message') {
+      await this.ownRequest('control', 'interrupt_request', {}, 5000);
+    } else {
+      // jupyter_client signals the whole group too (LocalProvisioner.send_signal), so a
+      // subprocess the cell is waiting on is interrupted with it.
+      this.proc.signalGroup('SIGINT');
+    }
+  }
+
+  /**
+   * Restart as jupyter_client's restart_kernel(now=False): shutdown_request(restart=true),
+   * wait, kill if needed, then relaunch with the same id, ports and key (clients keep their
+   * ids; new ports only if the old ones cannot be had). Also revives a dead kernel.
+   */
+  restart(): Promise<void> {
+    return this.serial(async () => {
+      if (this.stateValue === 'stopping' || this.stateValue === 'stopped') throw new KernelError(`kernel ${this.id} was shut down`);
+      this.setState('restarting');
+      this.o.hooks.onStatus(this, 'restarting');
+      await this.stopProcess(true);
+      const info = this.info ?? (await newConnectionInfo(this.spec.name));
+      try {
+        await this.launch(info);
+      } catch (e) {
+        this.o.logger.warn('relaunch on the same ports failed; trying new ports', { kernelId: this.id, error: errorText(e) });
+        await this.cleanupProcess();
+        try {
+          await this.launch(await newConnectionInfo(this.spec.name));
+        } catch (e2) {
+          await this.cleanupProcess();
+          this.setState('dead');
+          this.o.hooks.onStatus(this, 'dead', `restart failed: ${errorText(e2)}`);
+          throw e2;
+        }
+      }
+    });
+  }
+
+  /** shutdown_request, then SIGTERM, then SIGKILL; resolves when the process group is gone. */
+  shutdown(): Promise<void> {
+    return this.serial(async () => {
+      if (this.stateValue === 'stopped') return;
+      this.setState('stopping');
+      await this.stopProcess(false);
+      this.setState('stopped');
+      await fs.rm(this.workDir, { recursive: true, force: true }).catch(() => undefined);
+    });
+  }
+
+  /** Forwards a client's message (already validated) to the kernel, or queues it while the kernel starts. */
+  sendFromClient(channel: Exclude<Channel, 'iopub'>, parts: WireParts): void {
+    const s = this.stateValue;
+    if (s === 'starting' || s === 'restarting') {
+      if (this.pending.length >= MAX_PENDING_CLIENT_MESSAGES) {
+        this.o.logger.warn('kernel start queue full; dropping a client message', { kernelId: this.id });
+        return;
+      }
+      this.pending.push({ channel, parts });
+      return;
+    }
+    if (!this.channels || s === 'dead' || s === 'stopped' || s === 'stopping') {
+      this.o.logger.debug('message for a kernel that is not running dropped', { kernelId: this.id, state: s });
+      return;
+    }
+    void this.channels.send(channel, toZmqFrames(this.key, parts));
+  }
+
+  // ---- internals -------------------------------------------------------------------
+
+  /** Lifecycle operations run one at a time, in order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lifecycle.then(fn, fn);
+    this.lifecycle = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private setState(s: KernelState): void {
+    this.stateValue = s;
+  }
+
+  private async launch(info: ConnectionInfo): Promise<void> {
+    const gen = ++this.generation;
+    this.info = info;
+    this.key = Buffer.from(info.key, 'latin1');
+    this.iopubSeen = false;
+    this.connectionFile = await writeConnectionFile(this.runtimeDir, this.id, info);
+    const argv = this.spec.spec.argv.map((a) => a.replaceAll('{connection_file}', this.connectionFile as string).replaceAll('{resource_dir}', this.spec.dir));
+    const env = buildKernelEnv({
+      kernelId: this.id,
+      workDir: this.workDir,
+      clientEnv: this.o.clientEnv,
+      ...(this.spec.spec.env ? { specEnv: this.spec.spec.env } : {}),
+      ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
+    });
+    const proc = new KernelProcess({ argv, env, cwd: this.workDir, logger: this.o.logger, kernelId: this.id });
+    this.proc = proc;
+    this.channels = new KernelChannels(info, (ch, frames) => this.onFrames(gen, ch, frames), this.o.logger);
+    void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));
+    this.o.logger.info('kernel launched', { kernelId: this.id, spec: this.spec.name, pid: proc.pid });
+    await this.waitReady(gen, proc);
+    if (gen !== this.generation) throw new KernelError(`kernel ${this.id} was replaced while starting`);
+    this.setState('idle');
+    for (const m of this.pending.splice(0)) this.sendFromClient(m.channel, m.parts);
+  }
+
+  /**
+   * Ready means: kernel_info_reply on shell AND at least one iopub message seen, so our SUB
+   * is connected and no output is lost to ZMQ's slow-joiner gap (jupyter_client's
+   * wait_for_ready does the same). kernel_info_request is re-sent until both happen.
+   */
+  private async waitReady(gen: number, proc: KernelProcess): Promise<void> {
+    const deadline = Date.now() + (this.o.startTimeoutMs ?? 30_000);
+    let replied = false;
+    while (Date.now() < deadline) {
+      if (!proc.alive) break;
+      try {
+        await this.ownRequest('shell', 'kernel_info_request', {}, replied ? 250 : 1000);
+        replied = true;
+      } catch (e) {
+        if (!(e instanceof KernelError && e.shortMessage.includes('no reply'))) break;
+      }
+      if (replied && this.iopubSeen) return;
+      if (gen !== this.generation) break;
+    }
+    const exited = !proc.alive;
+    const tail = proc.stderrTail();
+    throw new KernelError(
+      exited ? `kernel ${this.spec.name} exited while starting` : `kernel ${this.spec.name} did not answer kernel_info_request within ${this.o.startTimeoutMs ?? 30_000} ms`,
+      tail ? { details: tail.slice(-2000) } : {},
+    );
+  }
+
+  private ownRequest(channel: 'shell' | 'control', msgType: string, content: Record<string, unknown>, timeoutMs: number): Promise<Buffer> {
+    const channels = this.channels;
+    if (!channels) return Promise.reject(new KernelError(`kernel ${this.id} has no channels`));
+    const msg = makeMessage({ channel, msgType, session: this.ownSession, username: 'kinesis-provider', content });
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.ownRequests.delete(msg.header.msg_id);
+        reject(new KernelError(`no reply to ${msgType} from kernel ${this.id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.ownRequests.set(msg.header.msg_id, {
+        resolve: (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      const parts: WireParts = {
+        header: Buffer.from(JSON.stringify(msg.header)),
+        parent: Buffer.from('{}'),
+        metadata: Buffer.from('{}'),
+        content: Buffer.from(JSON.stringify(content)),
+        buffers: [],
+      };
+      void channels.send(channel, toZmqFrames(this.key, parts));
+    });
+  }
+
+  private onFrames(gen: number, channel: Channel, frames: Buffer[]): void {
+    if (gen !== this.generation) return; // a previous process's socket still draining
+    let parts: WireParts;
+    try {
+      parts = fromZmqFrames(this.key, frames);
+    } catch (e) {
+      // A message we cannot authenticate is not from our kernel: drop it. Log the first
+      // few and then every 1000th so a flood cannot fill the log.
+      this.badSignatures++;
+      if (this.badSignatures <= 5 || this.badSignatures % 1000 === 0) {
+        this.o.logger.warn('dropping kernel message', { kernelId: this.id, channel, reason: errorText(e), count: this.badSignatures });
+      }
+      return;
+    }
+    const header = peekHeader(parts.header);
+    if (!header) {
+      this.o.logger.warn('dropping kernel message with an unreadable header', { kernelId: this.id, channel });
+      return;
+    }
+    const parent = parts.parent.length > 2 ? peekHeader(parts.parent) : undefined;
+    if (channel === 'iopub') this.iopubSeen = true;
+    if (parent?.session === this.ownSession) {
+      if (channel !== 'iopub') {
+        const req = this.ownRequests.get(parent.msgId);
+        if (req) {
+          this.ownRequests.delete(parent.msgId);
+          req.resolve(parts.content);
+        }
+      }
+      return;
+    }
+    if (channel === 'iopub' && header.msgType === 'status') this.trackStatus(parts.content);
+    this.o.hooks.onMessage(this, channel, parts, header, parent);
+  }
+
+  private trackStatus(content: Buffer): void {
+    const m = /"execution_state"\s*:\s*"(busy|idle)"/.exec(content.toString('utf8', 0, Math.min(content.length, 256)));
+    if (m && (this.stateValue === 'idle' || this.stateValue === 'busy')) this.setState(m[1] as 'busy' | 'idle');
+  }
+
+  private onExit(gen: number, proc: KernelProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    // Children may still hold the group: reap them whatever the reason for the exit.
+    proc.signalGroup('SIGKILL');
+    if (gen !== this.generation) return;
+    for (const [id, r] of this.ownRequests) {
+      this.ownRequests.delete(id);
+      r.reject(new KernelError(`kernel ${this.id} exited`));
+    }
+    const s = this.stateValue;
+    if (s === 'stopping' || s === 'stopped' || s === 'restarting') return; // expected
+    const reason = signal ? `kernel process killed by ${signal}` : `kernel process exited with code ${code}`;
+    this.o.logger.warn('kernel died', { kernelId: this.id, reason });
+    const wasStarting = s === 'starting';
+    this.setState('dead');
+    this.closeChannels();
+    void this.removeConnectionFile();
+    // A kernel that dies while starting is reported by start()'s rejection instead.
+    if (!wasStarting) this.o.hooks.onStatus(this, 'dead', reason);
+  }
+
+  /** Stops the current process: polite request, then signals. `restart` tells the kernel why. */
+  private async stopProcess(restart: boolean): Promise<void> {
+    const proc = this.proc;
+    const grace = this.o.shutdownTimeoutMs ?? 5000;
+    if (proc?.alive) {
+      try {
+        await this.ownRequest('control', 'shutdown_request', { restart }, Math.min(grace, 2000));
+      } catch {
+        // a hung or busy kernel may not answer; signals follow
+      }
+      if (!(await proc.waitExit(grace))) await proc.terminate(grace);
+    }
+    await this.cleanupProcess();
+  }
+
+  private async cleanupProcess(): Promise<void> {
+    const proc = this.proc;
+    if (proc) {
+      if (proc.alive) await proc.terminate(1000);
+      proc.signalGroup('SIGKILL');
+    }
+    this.closeChannels();
+    await this.removeConnectionFile();
+  }
+
+  private closeChannels(): void {
+    this.channels?.close();
+    this.channels = undefined;
+  }
+
+  private async removeConnectionFile(): Promise<void> {
+    const f = this.connectionFile;
+    this.connectionFile = undefined;
+    if (f) await fs.rm(f, { force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,92 @@
+// The ZMQ side of one kernel: DEALER sockets for shell, control and stdin, a SUB for iopub,
+// as jupyter_client connects them. Shell and stdin share one routing id, because the
+// kernel sends input_request on its stdin ROUTER to the identity that sent the
+// execute_request on shell (jupyter_client does the same with session.bsession).
+import { randomUUID } from 'node:crypto';
+import * as zmq from 'zeromq';
+import type { Channel } from '@kinesis/protocol/jupyter/messages';
+import { zmqUrl, type ConnectionInfo } from './connection.ts';
+import type { Logger } from './logger.ts';
+
+export type InboundHandler = (channel: Channel, frames: Buffer[]) => void;
+
+type Sendable = zmq.Dealer;
+
+export class KernelChannels {
+  private readonly sockets: { shell: zmq.Dealer; control: zmq.Dealer; stdin: zmq.Dealer; iopub: zmq.Subscriber };
+  // zeromq 6 allows one pending send per socket: later sends wait their turn here.
+  private readonly sendChains = new Map<Sendable, Promise<void>>();
+  private closed = false;
+
+  constructor(
+    info: ConnectionInfo,
+    private readonly onFrames: InboundHandler,
+    private readonly logger: Logger,
+  ) {
+    const identity = `kinesis-${randomUUID()}`;
+    const dealer = (port: number, routingId?: string): zmq.Dealer => {
+      const s = new zmq.Dealer({ linger: 0, ...(routingId ? { routingId } : {}) });
+      s.connect(zmqUrl(info, port));
+      return s;
+    };
+    const iopub = new zmq.Subscriber({ linger: 0 });
+    iopub.connect(zmqUrl(info, info.iopub_port));
+    iopub.subscribe();
+    this.sockets = {
+      shell: dealer(info.shell_port, identity),
+      control: dealer(info.control_port),
+      stdin: dealer(info.stdin_port, identity),
+      iopub,
+    };
+    for (const ch of ['shell', 'control', 'stdin', 'iopub'] as const) void this.readLoop(ch);
+  }
+
+  private async readLoop(channel: Channel): Promise<void> {
+    const sock = this.sockets[channel];
+    while (!this.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await sock.receive();
+      } catch (e) {
+        if (this.closed) return;
+        this.logger.warn('zmq receive failed', { channel, error: String(e) });
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      try {
+        this.onFrames(channel, frames);
+      } catch (e) {
+        this.logger.error('handler for kernel message threw', { channel, error: String(e) });
+      }
+    }
+  }
+
+  /** Queues frames on a shell/control/stdin socket. Resolves when ZMQ has them. */
+  send(channel: Exclude<Channel, 'iopub'>, frames: Buffer[]): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const sock = this.sockets[channel];
+    const prev = this.sendChains.get(sock) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      if (this.closed) return;
+      try {
+        await sock.send(frames);
+      } catch (e) {
+        if (!this.closed) this.logger.warn('zmq send failed', { channel, error: String(e) });
+      }
+    });
+    this.sendChains.set(sock, next);
+    return next;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of Object.values(this.sockets)) {
+      try {
+        s.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
