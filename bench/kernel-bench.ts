@@ -1,0 +1,175 @@
+// Issue 2's benchmarks, side by side in one run against the same Debian ipykernel:
+//  1. p50 round trip of `1+1`: direct ZMQ vs gateway+provider (v1 and legacy framing)
+//     vs Jupyter Server 1.23. Target: gateway ≤ direct + 1.5 ms.
+//  2. 10 MB of stdout: gateway vs Jupyter Server. Target: ≥ 1.5× Jupyter Server.
+//  3. Relay: 100 client connections to one load-generating kernel emitting 200 msg/s
+//     (20,000 msg/s delivered); one-way latency kernel → client, p50/p99, against the same
+//     kernel read directly over ZMQ. Target: p99 added < 5 ms.
+//  4. Gateway memory per idle connected client (RSS of the gateway process, 500 sockets).
+//     Target: < 64 KB.
+import { startDirectKernel } from './lib/direct-kernel.ts';
+import { startJupyterServer } from './lib/jupyter-server.ts';
+import { loadKernelSpec, startStack, type Stack } from './lib/stack.ts';
+import { WsKernelClient, percentile, rest, type Framing } from './lib/ws-kernel-client.ts';
+import { readFileSync } from 'node:fs';
+
+const ROUNDS = Number(process.env['KINESIS_BENCH_ROUNDS'] ?? 300);
+const TEN_MB = "import sys\ns='x'*1023+'\\n'\nfor _ in range(10240): sys.stdout.write(s)\nsys.stdout.flush()";
+
+export interface RttRow { readonly path: string; readonly p50: number; readonly p90: number; readonly p99: number; readonly n: number }
+
+async function rttSeries(run: () => Promise<{ ms: number }>): Promise<number[]> {
+  for (let i = 0; i < 20; i++) await run(); // warm up
+  const xs: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) xs.push((await run()).ms);
+  return xs;
+}
+
+const row = (path: string, xs: number[]): RttRow => ({ path, p50: percentile(xs, 50), p90: percentile(xs, 90), p99: percentile(xs, 99), n: xs.length });
+
+async function viaWs(url: string, token: string, kernelId: string, framing: Framing): Promise<{ rtt: number[]; tenMbMs: number; bytes: number }> {
+  const c = await WsKernelClient.connect(url, token, kernelId, framing);
+  try {
+    const rtt = await rttSeries(() => c.execute('1+1'));
+    await c.execute(TEN_MB); // warm
+    const times: number[] = [];
+    let bytes = 0;
+    for (let i = 0; i < 5; i++) {
+      const r = await c.execute(TEN_MB);
+      times.push(r.ms);
+      bytes = r.streamBytes;
+    }
+    return { rtt, tenMbMs: percentile(times, 50), bytes };
+  } finally {
+    c.close();
+  }
+}
+
+async function startKernel(url: string, token: string, name: string): Promise<string> {
+  const k = await rest<{ id: string; execution_state: string }>(url, token, 'POST', '/api/kernels', { name });
+  return k.id;
+}
+
+export async function runKernelBench(): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+
+  // 1 + 2, direct ZMQ
+  const direct = await startDirectKernel();
+  const directRtt = await rttSeries(() => direct.execute('1+1'));
+  await direct.execute(TEN_MB);
+  const directTen: number[] = [];
+  for (let i = 0; i < 5; i++) directTen.push((await direct.execute(TEN_MB)).ms);
+  await direct.stop();
+
+  // 1 + 2, Jupyter Server (legacy framing: 1.23 has no v1)
+  const js = await startJupyterServer();
+  const jsKernel = await startKernel(js.url, js.token, 'python3');
+  const jsRes = await viaWs(js.url, js.token, jsKernel, 'legacy');
+  await js.stop();
+
+  // 1 + 2, Kinesis gateway + provider
+  const stack = await startStack();
+  let gw: { v1: Awaited<ReturnType<typeof viaWs>>; legacy: Awaited<ReturnType<typeof viaWs>> };
+  try {
+    const name = await pythonSpecName(stack);
+    const kid = await startKernel(stack.url, stack.token, name);
+    gw = { v1: await viaWs(stack.url, stack.token, kid, 'v1'), legacy: await viaWs(stack.url, stack.token, kid, 'legacy') };
+  } finally {
+    await stack.stop();
+  }
+
+  const rtt = [row('direct ZMQ', directRtt), row('Kinesis gateway (v1)', gw.v1.rtt), row('Kinesis gateway (legacy)', gw.legacy.rtt), row('Jupyter Server 1.23', jsRes.rtt)];
+  const added = rtt[1]!.p50 - rtt[0]!.p50;
+  out['rtt'] = { rows: rtt, addedP50Ms: added, target: '≤ 1.5 ms added at p50', pass: added <= 1.5 };
+  const mbps = (ms: number): number => 10.485760 / (ms / 1000);
+  const tput = {
+    directMBps: mbps(percentile(directTen, 50)),
+    gatewayV1MBps: mbps(gw.v1.tenMbMs),
+    gatewayLegacyMBps: mbps(gw.legacy.tenMbMs),
+    jupyterServerMBps: mbps(jsRes.tenMbMs),
+  };
+  out['stdout10MB'] = { ...tput, ratio: tput.gatewayV1MBps / tput.jupyterServerMBps, target: '≥ 1.5× Jupyter Server', pass: tput.gatewayV1MBps >= 1.5 * tput.jupyterServerMBps };
+
+  out['relay'] = await relayBench();
+  out['idleMemory'] = await idleMemoryBench();
+  return out;
+}
+
+async function pythonSpecName(stack: Stack): Promise<string> {
+  const specs = await rest<{ default: string; kernelspecs: Record<string, { spec: { language: string } }> }>(stack.url, stack.token, 'GET', '/api/kernelspecs');
+  const py = Object.entries(specs.kernelspecs).find(([, s]) => s.spec.language === 'python');
+  if (!py) throw new Error('no python kernelspec on offer');
+  return py[0];
+}
+
+async function relayBench(): Promise<Record<string, unknown>> {
+  const CLIENTS = 100;
+  const RATE = 200; // msgs/s from the kernel; × 100 connections = 20,000 msg/s relayed
+  const SECONDS = 5;
+  const stack = await startStack({ kernelspecs: { 'kinesis-load': loadKernelSpec() } });
+  try {
+    const specs = await rest<{ kernelspecs: Record<string, { spec: { display_name: string } }> }>(stack.url, stack.token, 'GET', '/api/kernelspecs');
+    const name = Object.keys(specs.kernelspecs).find((n) => n.includes('load'));
+    if (!name) throw new Error('load kernelspec not offered');
+    const kid = await startKernel(stack.url, stack.token, name);
+    const clients = await Promise.all(Array.from({ length: CLIENTS }, () => WsKernelClient.connect(stack.url, stack.token, kid, 'v1')));
+    const lat: number[] = [];
+    let received = 0;
+    for (const c of clients) {
+      c.onMessage = (m) => {
+        if (m.header.msg_type !== 'stream') return;
+        const sent = BigInt(String(m.content['text']).split(' ', 1)[0] ?? '0');
+        lat.push(Number(process.hrtime.bigint() - sent) / 1e6);
+        received++;
+      };
+    }
+    await clients[0]!.execute(JSON.stringify({ rate: 10, seconds: 0.5 })); // warm
+    lat.length = 0;
+    received = 0;
+    const t0 = performance.now();
+    await clients[0]!.execute(JSON.stringify({ rate: RATE, seconds: SECONDS, size: 100 }));
+    await new Promise((r) => setTimeout(r, 200)); // let the last broadcasts land
+    const secs = (performance.now() - t0) / 1000;
+    for (const c of clients) c.close();
+    const expected = RATE * SECONDS * CLIENTS;
+    return {
+      clients: CLIENTS,
+      deliveredMsgs: received,
+      expectedMsgs: expected,
+      msgsPerSecond: received / secs,
+      latencyMs: { p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat) },
+      target: '20,000 msg/s across 100 clients, p99 added latency < 5 ms',
+      pass: received >= expected && percentile(lat, 99) < 5,
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? NaN);
+}
+
+async function idleMemoryBench(): Promise<Record<string, unknown>> {
+  const N = 500;
+  const stack = await startStack();
+  try {
+    const kid = await startKernel(stack.url, stack.token, await pythonSpecName(stack));
+    const warm = await WsKernelClient.connect(stack.url, stack.token, kid, 'v1');
+    await warm.execute('1+1');
+    const pid = stack.gateway.pid!;
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1500));
+    await settle();
+    const before = rssKb(pid);
+    const clients: WsKernelClient[] = [];
+    for (let i = 0; i < N; i += 50) clients.push(...(await Promise.all(Array.from({ length: 50 }, () => WsKernelClient.connect(stack.url, stack.token, kid, 'v1')))));
+    await settle();
+    const after = rssKb(pid);
+    for (const c of [...clients, warm]) c.close();
+    const perClientKb = (after - before) / N;
+    return { clients: N, rssBeforeKb: before, rssAfterKb: after, perClientKb, target: '< 64 KB per idle client', pass: perClientKb < 64 };
+  } finally {
+    await stack.stop();
+  }
+}

@@ -1,0 +1,36 @@
+// `npm run bench`: every benchmark, each side by side with its reference in one run.
+// Results go to bench/results/<name>.json and a summary in bench/results/README.md.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from './lib/stack.ts';
+
+const only = process.argv.slice(2);
+const results = join(repoRoot, 'bench', 'results');
+mkdirSync(results, { recursive: true });
+
+type Bench = () => Promise<object>;
+const benches: Record<string, () => Promise<Bench>> = {
+  kernel: async () => (await import('./kernel-bench.ts')).runKernelBench,
+};
+
+const summary: Record<string, unknown> = {};
+let failed = false;
+for (const [name, load] of Object.entries(benches)) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  process.stderr.write(`[bench] ${name}…\n`);
+  try {
+    const r = await (await load())();
+    summary[name] = r;
+    writeFileSync(join(results, `${name}.json`), JSON.stringify({ measuredAt: new Date().toISOString(), machine: machine(), ...r }, null, 2) + '\n');
+  } catch (e) {
+    failed = true;
+    summary[name] = { error: String(e instanceof Error ? e.stack : e) };
+    process.stderr.write(`[bench] ${name} failed: ${String(e instanceof Error ? e.stack : e)}\n`);
+  }
+}
+console.log(JSON.stringify(summary, null, 2));
+process.exit(failed ? 1 : 0);
+
+function machine(): object {
+  return { node: process.version, cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null, platform: process.platform };
+}
