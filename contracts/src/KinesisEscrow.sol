@@ -263,23 +263,26 @@ contract KinesisEscrow is IKinesisEscrow, EIP712, ReentrancyGuardTransient {
     function _claim(Voucher calldata v, bytes calldata signature) private returns (address provider, uint256 amount) {
         bytes32 sessionId = v.sessionId;
         StoredSession storage st = _sessions[sessionId];
-        StoredSession memory s = st;
-        provider = s.provider;
+        provider = st.provider;
         if (provider == address(0)) revert UnknownSession(sessionId);
-        if (s.closed) revert SessionIsClosed(sessionId);
+        if (st.closed) revert SessionIsClosed(sessionId);
+        uint256 claimed = st.claimed;
+        uint256 cap = st.cap;
         uint256 cumulative = v.cumulativeAmount;
-        if (cumulative <= s.claimed) revert NonIncreasingAmount(sessionId, s.claimed, cumulative);
-        if (cumulative > s.cap) revert CapExceeded(sessionId, s.cap, cumulative);
+        if (cumulative <= claimed) revert NonIncreasingAmount(sessionId, claimed, cumulative);
+        if (cumulative > cap) revert CapExceeded(sessionId, cap, cumulative);
         uint256 energy = v.cumulativeEnergyMj;
-        if (energy < s.claimedEnergyMj) revert EnergyDecreased(sessionId, s.claimedEnergyMj, energy);
+        uint256 claimedEnergy = st.claimedEnergyMj;
+        if (energy < claimedEnergy) revert EnergyDecreased(sessionId, claimedEnergy, energy);
         if (energy > type(uint96).max) revert AmountTooLarge(energy, type(uint96).max);
 
         // tryRecover rejects high-s (malleable) signatures and anything but 65 bytes.
         (address signer, ECDSA.RecoverError err, bytes32 detail) = ECDSA.tryRecoverCalldata(hashVoucher(v), signature);
         if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(sessionId, uint8(err), detail);
-        if (signer != s.signer && signer != payerOf(sessionId)) revert UnauthorizedSigner(sessionId, signer);
+        if (signer != st.signer && signer != payerOf(sessionId)) revert UnauthorizedSigner(sessionId, signer);
 
-        amount = cumulative - s.claimed;
+        amount = cumulative - claimed;
+        // Whole-slot writes: each of these two slots is rewritten with one SSTORE.
         st.claimed = uint128(cumulative);
         st.claimedEnergyMj = uint96(energy);
         emit Claimed(sessionId, provider, amount, cumulative, energy);

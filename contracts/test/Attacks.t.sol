@@ -10,6 +10,8 @@ import {ReentrantToken} from "./mocks/ReentrantToken.sol";
 
 /// Each attack from the issue, shown to fail.
 contract AttacksTest is EscrowFixture {
+    uint256 internal home;
+
     function test_attack_replayOnAnotherSession() public {
         bytes32 a = openSession(10e6);
         bytes32 b = openSession(10e6);
@@ -49,7 +51,8 @@ contract AttacksTest is EscrowFixture {
         vm.expectPartialRevert(IKinesisEscrow.UnauthorizedSigner.selector);
         escrow.claim(v, sigElsewhere);
 
-        uint256 home = block.chainid;
+        // Kept in storage: via-IR may re-read block.chainid instead of keeping a local copy.
+        home = block.chainid;
         vm.chainId(home + 1); // a fork of this chain: the cached domain separator must not be used
         vm.assertEq(escrow.domainSeparator(), domainSeparator(address(escrow), home + 1), "domain follows chainid");
         vm.expectPartialRevert(IKinesisEscrow.UnauthorizedSigner.selector);
