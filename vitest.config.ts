@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 // and so get generous timeouts. CI has 2 cores: files run in forks, at most 2 at once.
 export default defineConfig({
   test: {
-    include: ['{protocol,kernel-gateway,provider-kernel,contracts,ide,scripts,bench}/**/*.test.ts'],
+    include: ['{protocol,kernel-gateway,provider-kernel,contracts,ide,scripts,bench,e2e}/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**', 'contracts/out/**', 'contracts/lib/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -1,0 +1,155 @@
+// Faults and hostile input against the real stack: a provider killed mid-execution, a
+// gateway restart, a client dropped mid-stream, malformed and oversized frames, bad REST.
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { V1_SUBPROTOCOL, encodeV1, makeMessage } from '@kinesis/protocol';
+import { startStack, type Stack } from '../bench/lib/stack.ts';
+import { WsKernelClient, rest } from '../bench/lib/ws-kernel-client.ts';
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.stop();
+  stack = undefined;
+}, 60_000);
+
+async function pythonKernel(s: Stack): Promise<string> {
+  const specs = await rest<{ default: string }>(s.url, s.token, 'GET', '/api/kernelspecs');
+  return (await rest<{ id: string }>(s.url, s.token, 'POST', '/api/kernels', { name: specs.default })).id;
+}
+
+async function until<T>(f: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('faults', () => {
+  it('a provider killed during an execution: clients see status dead within 10 s and the model says so', async () => {
+    stack = await startStack();
+    const s = stack;
+    const kid = await pythonKernel(s);
+    const c = await WsKernelClient.connect(s.url, s.token, kid, 'v1');
+    await c.execute('1+1');
+    let deadAt = 0;
+    c.onMessage = (m) => {
+      if (m.header.msg_type === 'status' && m.content['execution_state'] === 'dead' && !deadAt) deadAt = Date.now();
+    };
+    void c.execute('import time\ntime.sleep(30)').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const killedAt = Date.now();
+    await s.stopProvider('SIGKILL');
+    await until(async () => (deadAt ? true : undefined), 10_000);
+    expect(deadAt - killedAt).toBeLessThan(10_000);
+    const model = await rest<{ execution_state: string }>(s.url, s.token, 'GET', `/api/kernels/${kid}`);
+    expect(model.execution_state).toBe('dead');
+    c.close();
+  }, 60_000);
+
+  it('a gateway restart: the provider reconnects by itself and its kernel keeps its state', async () => {
+    stack = await startStack();
+    const s = stack;
+    const kid = await pythonKernel(s);
+    let c = await WsKernelClient.connect(s.url, s.token, kid, 'v1');
+    await c.execute('survivor = 42');
+    c.close();
+    await s.restartGateway();
+    const providers = await until(async () => {
+      const r = await rest<unknown>(s.url, s.token, 'GET', '/api/providers');
+      const list = Array.isArray(r) ? r : ((r as { providers: unknown[] }).providers ?? []);
+      return list.length > 0 ? list : undefined;
+    }, 20_000);
+    expect(providers.length).toBe(1);
+    await until(async () => ((await rest<{ id: string }[]>(s.url, s.token, 'GET', '/api/kernels')).some((k) => k.id === kid) ? true : undefined), 10_000);
+    c = await WsKernelClient.connect(s.url, s.token, kid, 'v1');
+    let out = '';
+    c.onMessage = (m) => {
+      if (m.header.msg_type === 'stream') out += String(m.content['text']);
+    };
+    await c.execute('print(survivor)');
+    expect(out.trim()).toBe('42');
+    c.close();
+  }, 90_000);
+
+  it('a client dropped mid-stream and reconnected with its session loses no output', async () => {
+    stack = await startStack();
+    const s = stack;
+    const kid = await pythonKernel(s);
+    const session = crypto.randomUUID();
+    const url = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
+    const open = async (): Promise<WebSocket> => {
+      const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return ws;
+    };
+    const { decodeV1 } = await import('@kinesis/protocol');
+    const lines = new Set<number>();
+    let idle = false;
+    const listen = (ws: WebSocket, parentId: string): void => {
+      ws.on('message', (d: Buffer) => {
+        const m = decodeV1(d);
+        if (m.parent_header.msg_id !== parentId) return;
+        if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) lines.add(Number(l));
+        if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') idle = true;
+      });
+    };
+    let ws = await open();
+    const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
+    listen(ws, req.header.msg_id);
+    ws.send(encodeV1(req));
+    await until(async () => (lines.size > 20 ? true : undefined), 10_000);
+    ws.terminate(); // drop mid-stream, no close handshake
+    await new Promise((r) => setTimeout(r, 800));
+    ws = await open();
+    listen(ws, req.header.msg_id);
+    await until(async () => (idle ? true : undefined), 20_000);
+    ws.close();
+    expect(lines.size).toBe(400);
+  }, 60_000);
+});
+
+describe('bad input', () => {
+  it('answers 403, 404 and 400 with JSON messages', async () => {
+    stack = await startStack();
+    const s = stack;
+    const r403 = await fetch(`${s.url}/api/kernels`, { headers: { Authorization: 'token wrong' } });
+    expect(r403.status).toBe(403);
+    const r404 = await fetch(`${s.url}/api/kernels/${crypto.randomUUID()}`, { headers: { Authorization: `token ${s.token}` } });
+    expect(r404.status).toBe(404);
+    expect(typeof ((await r404.json()) as { message: string }).message).toBe('string');
+    const r400 = await fetch(`${s.url}/api/kernels`, { method: 'POST', headers: { Authorization: `token ${s.token}`, 'Content-Type': 'application/json' }, body: '{"name": ' });
+    expect(r400.status).toBe(400);
+    expect(typeof ((await r400.json()) as { message: string }).message).toBe('string');
+  });
+
+  it('closes only the offending socket with 1007 / 1009 and keeps serving the others', async () => {
+    stack = await startStack();
+    const s = stack;
+    const kid = await pythonKernel(s);
+    const good = await WsKernelClient.connect(s.url, s.token, kid, 'v1');
+    await good.execute('1+1');
+    const closeCode = async (payload: Buffer | string, protocols: string[]): Promise<number> => {
+      const ws = new WebSocket(`${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels`, protocols, { headers: { Authorization: `token ${s.token}` } });
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return new Promise((r) => {
+        ws.once('close', (code) => r(code));
+        ws.send(payload);
+      });
+    };
+    expect(await closeCode(Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), [V1_SUBPROTOCOL])).toBe(1007);
+    expect(await closeCode('{"not": "a message"', [])).toBe(1007);
+    expect(await closeCode(Buffer.alloc(80 * 1024 * 1024, 1), [V1_SUBPROTOCOL])).toBe(1009);
+    const r = await good.execute('2+2');
+    expect(r.reply.content['status']).toBe('ok');
+    good.close();
+  }, 60_000);
+});

@@ -1,0 +1,153 @@
+// The headline compatibility test: JupyterLab's own client library (@jupyterlab/services 7,
+// what JupyterLab and many tools use) drives kernels on a provider through the gateway,
+// both started through their command lines as a user would.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from '@jupyterlab/services';
+import { startStack, type Stack } from '../bench/lib/stack.ts';
+
+let stack: Stack;
+let manager: KernelManager;
+let kernel: Kernel.IKernelConnection;
+
+beforeAll(async () => {
+  stack = await startStack();
+  const serverSettings = ServerConnection.makeSettings({
+    baseUrl: stack.url + '/',
+    wsUrl: stack.url.replace('http', 'ws') + '/',
+    token: stack.token,
+    appendToken: true,
+    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+  });
+  manager = new KernelManager({ serverSettings });
+  await manager.ready;
+  const specs = await (await fetch(`${stack.url}/api/kernelspecs`, { headers: { Authorization: `token ${stack.token}` } })).json() as { default: string };
+  kernel = await manager.startNew({ name: specs.default });
+  await kernel.info;
+}, 90_000);
+
+afterAll(async () => {
+  try {
+    await kernel?.shutdown();
+  } catch {
+    /* already gone */
+  }
+  manager?.dispose();
+  await stack?.stop();
+}, 60_000);
+
+async function run(code: string, onIOPub?: (m: KernelMessage.IIOPubMessage) => void): Promise<{ reply: KernelMessage.IExecuteReplyMsg; iopub: KernelMessage.IIOPubMessage[] }> {
+  const iopub: KernelMessage.IIOPubMessage[] = [];
+  const future = kernel.requestExecute({ code });
+  future.onIOPub = (m) => {
+    iopub.push(m);
+    onIOPub?.(m);
+  };
+  const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
+  return { reply, iopub };
+}
+
+const streams = (iopub: KernelMessage.IIOPubMessage[], name: 'stdout' | 'stderr'): string =>
+  iopub.filter((m) => m.header.msg_type === 'stream' && (m.content as { name: string }).name === name).map((m) => (m.content as { text: string }).text).join('');
+
+describe('@jupyterlab/services against the Kinesis stack', () => {
+  it('executes code and returns the result', async () => {
+    const { reply, iopub } = await run('1+1');
+    expect(reply.content.status).toBe('ok');
+    const result = iopub.find((m) => m.header.msg_type === 'execute_result');
+    expect((result?.content as { data: Record<string, string> }).data['text/plain']).toBe('2');
+  });
+
+  it('streams stdout and stderr', async () => {
+    const { iopub } = await run("import sys\nprint('hello out')\nprint('hello err', file=sys.stderr)");
+    expect(streams(iopub, 'stdout')).toContain('hello out');
+    expect(streams(iopub, 'stderr')).toContain('hello err');
+  });
+
+  it('carries binary buffers both ways through a comm', async () => {
+    const received: DataView[] = [];
+    kernel.registerCommTarget('kinesis-echo', (comm) => {
+      comm.onMsg = (msg) => {
+        for (const b of msg.buffers ?? []) received.push(b instanceof DataView ? b : new DataView(b as ArrayBuffer));
+      };
+    });
+    const { reply } = await run(
+      [
+        'from ipykernel.comm import Comm',
+        "c = Comm(target_name='kinesis-echo')",
+        "c.send({'k': 1}, buffers=[bytes(range(256)), b'\\x00kinesis\\xff'])",
+      ].join('\n'),
+    );
+    expect(reply.content.status).toBe('ok');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(received).toHaveLength(2);
+    expect(Array.from(new Uint8Array(received[0]!.buffer, received[0]!.byteOffset, received[0]!.byteLength))).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    expect(Buffer.from(received[1]!.buffer, received[1]!.byteOffset, received[1]!.byteLength).toString('latin1')).toBe('\x00kinesis\xff');
+  });
+
+  it('sends display_data with a binary buffer through a comm opened by the client', async () => {
+    await run(
+      [
+        'from ipykernel.comm import Comm',
+        'import numpy as np',
+        'def _target(comm, open_msg):',
+        '    @comm.on_msg',
+        '    def _r(msg):',
+        "        buf = msg['buffers'][0]",
+        "        arr = np.frombuffer(buf, dtype=np.uint8)",
+        "        comm.send({'sum': int(arr.sum())}, buffers=[arr[::-1].tobytes()])",
+        "get_ipython().kernel.comm_manager.register_target('kinesis-sum', _target)",
+      ].join('\n'),
+    );
+    const comm = kernel.createComm('kinesis-sum');
+    const got = new Promise<KernelMessage.ICommMsgMsg>((resolve) => {
+      comm.onMsg = (m) => resolve(m);
+    });
+    comm.open({});
+    comm.send({}, undefined, [new Uint8Array([1, 2, 3, 250]).buffer]);
+    const m = await got;
+    expect((m.content.data as { sum: number }).sum).toBe(256);
+    const b = m.buffers?.[0] as DataView;
+    expect(Array.from(new Uint8Array(b.buffer, b.byteOffset, b.byteLength))).toEqual([250, 3, 2, 1]);
+    comm.close();
+  });
+
+  it('answers complete_request and inspect_request', async () => {
+    await run('import json');
+    const c = await kernel.requestComplete({ code: 'json.du', cursor_pos: 7 });
+    expect(c.content.status).toBe('ok');
+    expect((c.content as { matches: string[] }).matches).toContain('json.dumps');
+    const i = await kernel.requestInspect({ code: 'json.dumps', cursor_pos: 10, detail_level: 0 });
+    expect(i.content.status).toBe('ok');
+    expect(JSON.stringify((i.content as { data: unknown }).data)).toContain('Serialize');
+  });
+
+  it('interrupts a time.sleep(60)', async () => {
+    const t0 = Date.now();
+    const future = kernel.requestExecute({ code: 'import time\ntime.sleep(60)' });
+    await new Promise((r) => setTimeout(r, 1500));
+    await kernel.interrupt();
+    const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
+    expect(reply.content.status).toBe('error');
+    expect((reply.content as { ename: string }).ename).toBe('KeyboardInterrupt');
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  });
+
+  it('restarts: state is gone, the kernel answers again', async () => {
+    await run('x_before_restart = 41');
+    await kernel.restart();
+    await kernel.info;
+    const { reply, iopub } = await run("print('x_before_restart' in dir())");
+    expect(reply.content.status).toBe('ok');
+    expect(streams(iopub, 'stdout').trim()).toBe('False');
+  }, 60_000);
+
+  it('shuts down and the kernel is gone from the list', async () => {
+    const id = kernel.id;
+    await kernel.shutdown();
+    const list = (await (await fetch(`${stack.url}/api/kernels`, { headers: { Authorization: `token ${stack.token}` } })).json()) as { id: string }[];
+    expect(list.map((k) => k.id)).not.toContain(id);
+    const r = await fetch(`${stack.url}/api/kernels/${id}`, { headers: { Authorization: `token ${stack.token}` } });
+    expect(r.status).toBe(404);
+  });
+});
