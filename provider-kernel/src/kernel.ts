@@ -69,6 +69,8 @@ export class Kernel {
   private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
   private badSignatures = 0;
   private lifecycle: Promise<void> = Promise.resolve();
+  /** Set by shutdown() at once, so a start still waiting for the kernel gives up now. */
+  private abandoned = false;
 
   constructor(private readonly o: KernelOptions) {
     this.id = o.kernelId;
@@ -151,6 +153,7 @@ export class Kernel {
 
   /** shutdown_request, then SIGTERM, then SIGKILL; resolves when the process group is gone. */
   shutdown(): Promise<void> {
+    this.abandoned = true;
     return this.serial(async () => {
       if (this.stateValue === 'stopped') return;
       this.setState('stopping');
@@ -228,7 +231,7 @@ export class Kernel {
     const deadline = Date.now() + (this.o.startTimeoutMs ?? 30_000);
     let replied = false;
     while (Date.now() < deadline) {
-      if (!proc.alive) break;
+      if (!proc.alive || this.abandoned) break;
       try {
         await this.ownRequest('shell', 'kernel_info_request', {}, replied ? 250 : 1000);
         replied = true;
@@ -238,6 +241,7 @@ export class Kernel {
       if (replied && this.iopubSeen) return;
       if (gen !== this.generation) break;
     }
+    if (this.abandoned) throw new KernelError(`kernel ${this.id} was shut down while starting`);
     const exited = !proc.alive;
     const tail = proc.stderrTail();
     throw new KernelError(

@@ -1,0 +1,91 @@
+// Command-line flags of `kinesis-provider`, parsed and validated apart from the process
+// entry so they can be tested without starting anything.
+import { parseArgs } from 'node:util';
+import { ProviderConfigError } from './errors.ts';
+import { tunnelUrl } from './link.ts';
+import type { LogLevel } from './logger.ts';
+
+export const USAGE = `Usage: kinesis-provider --gateway <url> --data-dir <dir> [options]
+
+Runs Jupyter kernels on this machine for a Kinesis gateway. Dials out to the gateway
+(no inbound port needed), proves its identity with the key in <dir>/provider-key.json
+(created on first run, mode 0600) and offers this machine's kernelspecs and hardware.
+
+Options:
+  --gateway <url>      gateway base URL, http(s)://host:port (required)
+  --data-dir <dir>     where the key, kernel working dirs and connection files live (required)
+  --price <n>          price in payment-token base units per kWh (default 0)
+  --name <name>        name shown to users (default: the host name)
+  --kernelspec-dir <d> search this kernelspec dir instead of Jupyter's standard ones (repeatable)
+  --max-kernels <n>    most kernels at once (default 16)
+  --log-level <level>  debug, info, warn, error (default info)
+  -h, --help           this text
+
+Stop with Ctrl-C (SIGINT) or SIGTERM: every kernel is shut down first.`;
+
+export interface CliConfig {
+  readonly gatewayUrl: string;
+  readonly dataDir: string;
+  readonly pricePerKwh: bigint;
+  readonly name?: string;
+  readonly kernelspecDirs?: string[];
+  readonly maxKernels: number;
+  readonly logLevel: LogLevel;
+}
+
+export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
+
+/** Throws ProviderConfigError with a message fit for the terminal. */
+export function parseCli(argv: readonly string[]): CliResult {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        gateway: { type: 'string' },
+        'data-dir': { type: 'string' },
+        price: { type: 'string' },
+        name: { type: 'string' },
+        'kernelspec-dir': { type: 'string', multiple: true },
+        'max-kernels': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new ProviderConfigError(e instanceof Error ? e.message : String(e));
+  }
+  if (values['help']) return { help: true };
+  const gateway = values['gateway'];
+  if (typeof gateway !== 'string' || gateway === '') throw new ProviderConfigError('--gateway <url> is required (e.g. --gateway http://127.0.0.1:8888)');
+  tunnelUrl(gateway);
+  const dataDir = values['data-dir'];
+  if (typeof dataDir !== 'string' || dataDir === '') throw new ProviderConfigError('--data-dir <dir> is required');
+  const priceText = values['price'] ?? '0';
+  if (typeof priceText !== 'string' || !/^(0|[1-9][0-9]{0,77})$/.test(priceText)) {
+    throw new ProviderConfigError(`--price must be a whole number of base units per kWh, got ${JSON.stringify(priceText)}`);
+  }
+  const price = BigInt(priceText);
+  if (price >= 2n ** 256n) throw new ProviderConfigError('--price is over 2^256-1');
+  const name = values['name'];
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 128)) throw new ProviderConfigError('--name must be 1 to 128 characters');
+  const maxText = values['max-kernels'] ?? '16';
+  if (typeof maxText !== 'string' || !/^[1-9][0-9]{0,3}$/.test(maxText)) throw new ProviderConfigError('--max-kernels must be a whole number from 1 to 9999');
+  const level = values['log-level'] ?? 'info';
+  if (level !== 'debug' && level !== 'info' && level !== 'warn' && level !== 'error') throw new ProviderConfigError('--log-level must be debug, info, warn or error');
+  const dirs = values['kernelspec-dir'];
+  return {
+    help: false,
+    config: {
+      gatewayUrl: gateway,
+      dataDir,
+      pricePerKwh: price,
+      ...(typeof name === 'string' ? { name } : {}),
+      ...(Array.isArray(dirs) ? { kernelspecDirs: dirs } : {}),
+      maxKernels: Number(maxText),
+      logLevel: level,
+    },
+  };
+}

@@ -1,0 +1,81 @@
+// The provider host's public API: startProvider() for `npm start`, tests and embedders;
+// the CLI (main.ts) is a thin shell over it.
+import { detectHardware } from './hardware.ts';
+import { loadOrCreateIdentity } from './identity.ts';
+import { discoverKernelspecs } from './kernelspecs.ts';
+import { tunnelUrl } from './link.ts';
+import { consoleLogger, type Logger } from './logger.ts';
+import type { ExecutionMeter } from './metering.ts';
+import { Provider } from './provider.ts';
+import { ProviderConfigError } from './errors.ts';
+
+export interface StartProviderOptions {
+  /** http(s)://host:port of the gateway; the tunnel is <gatewayUrl>/api/tunnel over ws(s). */
+  readonly gatewayUrl: string;
+  /** Holds provider-key.json, kernel working dirs and connection files. Created 0700. */
+  readonly dataDir: string;
+  /** Shown to users; default: the host name. */
+  readonly name?: string;
+  /** Payment-token base units per kWh (default 0: free). */
+  readonly pricePerKwh?: bigint;
+  /** Kernelspec directories to search instead of Jupyter's standard ones. */
+  readonly kernelspecDirs?: readonly string[];
+  readonly logger?: Logger;
+  /** Metering hook (src/meter); without one, replies carry no receipts. */
+  readonly meter?: ExecutionMeter;
+  /** nvidia-smi to query; false to skip GPU detection. */
+  readonly nvidiaSmi?: string | false;
+  readonly maxKernels?: number;
+  /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
+  readonly passEnv?: readonly string[];
+  /** Resolve only once the first handshake with the gateway completed. */
+  readonly waitForConnection?: boolean;
+}
+
+export interface RunningProvider {
+  /** The provider's id on the gateway: its key's address. */
+  readonly address: string;
+  /** Shuts every kernel down (no orphans) and closes the tunnel. Safe to call twice. */
+  close(): Promise<void>;
+  /** The internals, for tests and status pages. */
+  readonly provider: Provider;
+}
+
+const MAX_PRICE = 2n ** 256n - 1n;
+
+export async function startProvider(opts: StartProviderOptions): Promise<RunningProvider> {
+  const logger = opts.logger ?? consoleLogger('info');
+  tunnelUrl(opts.gatewayUrl); // validates the URL before anything touches the disk
+  const price = opts.pricePerKwh ?? 0n;
+  if (price < 0n || price > MAX_PRICE) throw new ProviderConfigError('pricePerKwh must be between 0 and 2^256-1');
+  if (opts.name !== undefined && (opts.name.length === 0 || opts.name.length > 128)) throw new ProviderConfigError('name must be 1 to 128 characters');
+  const identity = await loadOrCreateIdentity(opts.dataDir);
+  const [hardware, kernelspecs] = await Promise.all([
+    detectHardware({ logger, ...(opts.nvidiaSmi !== undefined ? { nvidiaSmi: opts.nvidiaSmi } : {}) }),
+    discoverKernelspecs({ logger, ...(opts.kernelspecDirs ? { dirs: opts.kernelspecDirs } : {}) }),
+  ]);
+  if (kernelspecs.length === 0) logger.warn('no usable Jupyter kernelspecs found; install one (e.g. Debian python3-ipykernel) to offer kernels');
+  logger.info('provider identity', { address: identity.address });
+  logger.info('offering', { devices: hardware.devices.map((d) => `${d.kind}:${d.name}`), kernelspecs: kernelspecs.map((s) => s.name), pricePerKwh: price.toString() });
+  const provider = new Provider({
+    gatewayUrl: opts.gatewayUrl,
+    dataDir: opts.dataDir,
+    pricePerKwh: price,
+    identity,
+    hardware,
+    kernelspecs,
+    logger,
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+    ...(opts.meter ? { meter: opts.meter } : {}),
+    ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
+    ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
+  });
+  provider.start();
+  if (opts.waitForConnection) await provider.link.whenOpen();
+  return { address: identity.address, provider, close: () => provider.close() };
+}
+
+export { Provider } from './provider.ts';
+export type { ExecutionMeter } from './metering.ts';
+export type { Logger } from './logger.ts';
+export { consoleLogger, silentLogger } from './logger.ts';

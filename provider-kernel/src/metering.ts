@@ -1,0 +1,122 @@
+// Ties executions to the meter without ever holding a reply back.
+//
+// An execution starts at iopub `status: busy` whose parent is an execute_request and ends
+// at the matching `status: idle` (Jupyter messaging: "Kernel status"). The reply to it,
+// execute_reply on shell, travels on another socket, so its order against idle is not
+// fixed; ipykernel sends the reply *before* publishing idle, so usually the reply comes
+// first. Rules:
+//   - reply first: the execution ends now (the kernel has finished the user's code when it
+//     replies); the receipt goes into the reply; the later idle only closes the entry.
+//     Energy drawn between reply and idle is carried into the next receipt (the receipt's
+//     `carriedMj` line; cumulative figures stay exact).
+//   - idle first: the execution ends at idle; its receipt waits for the reply, which then
+//     carries it at once.
+//   - reply without a busy seen (a dropped or late iopub message): start and end now, a
+//     zero-length window; the energy is again carried by the next receipt.
+// The receipt goes into the reply's metadata at `metadata.kinesis.receipt`
+// ({ message, signature }); standard clients keep reply metadata untouched, and the gateway
+// and IDE read it from there. We do NOT emit a custom iopub message type for it: nbclient
+// and other validating clients log or reject msg types they do not know.
+import type { SignedReceipt } from '@kinesis/protocol/receipt';
+import type { Logger } from './logger.ts';
+
+/** What the provider needs from src/meter (docs/metering.md). */
+export interface ExecutionMeter {
+  attachKernel(kernelId: string, pid: number): void;
+  onExecutionStart(kernelId: string, msgId: string, atMs: number): void;
+  /** Synchronous: the reply is waiting on it. */
+  onExecutionEnd(kernelId: string, msgId: string, atMs: number): SignedReceipt | undefined;
+  detachKernel(kernelId: string): void;
+}
+
+interface Execution {
+  ended: boolean;
+  replied: boolean;
+  idle: boolean;
+  receipt: SignedReceipt | undefined;
+}
+
+const MAX_TRACKED = 1024;
+
+export class ExecutionTracker {
+  private readonly executions = new Map<string, Execution>();
+
+  constructor(
+    private readonly kernelId: string,
+    private readonly meter: ExecutionMeter,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** iopub status message whose parent is an execute_request. */
+  onStatus(parentMsgId: string, state: 'busy' | 'idle'): void {
+    if (state === 'busy') {
+      if (this.executions.has(parentMsgId)) return;
+      this.track(parentMsgId);
+      this.safe(() => this.meter.onExecutionStart(this.kernelId, parentMsgId, this.now()));
+      return;
+    }
+    const ex = this.executions.get(parentMsgId);
+    if (!ex) return;
+    ex.idle = true;
+    if (!ex.ended) this.end(parentMsgId, ex);
+    if (ex.replied) this.executions.delete(parentMsgId);
+  }
+
+  /** execute_reply: returns the receipt to put into its metadata, if the meter gave one. */
+  onReply(parentMsgId: string): SignedReceipt | undefined {
+    let ex = this.executions.get(parentMsgId);
+    if (!ex) {
+      ex = this.track(parentMsgId);
+      this.safe(() => this.meter.onExecutionStart(this.kernelId, parentMsgId, this.now()));
+    }
+    ex.replied = true;
+    if (!ex.ended) this.end(parentMsgId, ex);
+    const r = ex.receipt;
+    ex.receipt = undefined;
+    if (ex.idle) this.executions.delete(parentMsgId);
+    return r;
+  }
+
+  private track(msgId: string): Execution {
+    if (this.executions.size >= MAX_TRACKED) {
+      // Executions whose reply never came (a kernel that died mid-cell): forget the oldest.
+      const oldest = this.executions.keys().next().value;
+      if (oldest !== undefined) this.executions.delete(oldest);
+    }
+    const ex: Execution = { ended: false, replied: false, idle: false, receipt: undefined };
+    this.executions.set(msgId, ex);
+    return ex;
+  }
+
+  private end(msgId: string, ex: Execution): void {
+    ex.ended = true;
+    ex.receipt = this.safe(() => this.meter.onExecutionEnd(this.kernelId, msgId, this.now()));
+  }
+
+  private safe<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (e) {
+      // Metering must never break a user's session; the next receipt's cumulative figures
+      // still cover the energy.
+      this.logger.error('meter failed', { kernelId: this.kernelId, error: e instanceof Error ? e.message : String(e) });
+      return undefined;
+    }
+  }
+}
+
+/** Returns metadata bytes with `kinesis.receipt` set; the original bytes if they are not an object. */
+export function metadataWithReceipt(metadata: Buffer, receipt: SignedReceipt): Buffer {
+  let m: unknown;
+  try {
+    m = JSON.parse(metadata.toString('utf8'));
+  } catch {
+    return metadata;
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return metadata;
+  const rec = m as Record<string, unknown>;
+  const prev = rec['kinesis'];
+  rec['kinesis'] = { ...(typeof prev === 'object' && prev !== null && !Array.isArray(prev) ? prev : {}), receipt };
+  return Buffer.from(JSON.stringify(rec), 'utf8');
+}

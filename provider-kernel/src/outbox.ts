@@ -1,0 +1,201 @@
+// Provider → gateway sending, with the tunnel's flow control (docs/protocols.md, "Flow
+// control and fairness"):
+// - each kernel has its own queue and its own credit (bytes the gateway will accept);
+// - frames go round-robin across kernels that have both queued frames and credit, one
+//   frame per turn, and only while the socket's bufferedAmount is under a high-water mark,
+//   so a kernel flooding output cannot delay another kernel's reply by more than one frame
+//   of each other kernel plus the high-water mark;
+// - while the tunnel is down (or a kernel has no credit) frames wait in the queue, which is
+//   bounded: past the bound the oldest *output* frames are dropped (stream, display data;
+//   never replies or status), counted, and a notice takes their place for the user.
+// Control frames (replies, events) are small and jump the queue; they are not credited.
+
+export interface OutboxSocket {
+  /** false once the connection is closing: frames then stay queued. */
+  readonly open: boolean;
+  readonly bufferedAmount: number;
+  send(data: Buffer, cb: (err?: Error) => void): void;
+}
+
+export interface QueuedFrame {
+  readonly frame: Buffer;
+  /** Output that may be dropped when the queue is over its bound. */
+  readonly droppable: boolean;
+  /** Parent header bytes of the message, for the drop notice. */
+  readonly parent?: Buffer;
+}
+
+export interface OutboxOptions {
+  /** Stop handing frames to the socket while it buffers this many bytes (default 256 KiB). */
+  readonly highWaterMark?: number;
+  /** Most bytes queued per kernel before output is dropped (default 32 MiB). */
+  readonly maxQueuedBytes?: number;
+  /** Builds the frame that tells the user `count` output messages (`bytes`) were dropped. */
+  readonly dropNotice?: (kernelId: string, count: number, bytes: number, parent: Buffer | undefined) => Buffer | undefined;
+  readonly onDrop?: (kernelId: string, count: number, bytes: number) => void;
+}
+
+interface Lane {
+  readonly id: string;
+  readonly queue: Array<QueuedFrame | 'notice'>;
+  head: number;
+  queuedBytes: number;
+  credit: number;
+  dropped: number;
+  droppedBytes: number;
+  lastDroppedParent: Buffer | undefined;
+  noticeQueued: boolean;
+}
+
+export class Outbox {
+  private readonly lanes = new Map<string, Lane>();
+  private ring: Lane[] = [];
+  private next = 0;
+  private sock: OutboxSocket | undefined;
+  private initialCredit = 0;
+  private pumping = false;
+  private readonly hwm: number;
+  private readonly maxQueued: number;
+
+  constructor(private readonly o: OutboxOptions = {}) {
+    this.hwm = o.highWaterMark ?? 256 * 1024;
+    this.maxQueued = o.maxQueuedBytes ?? 32 * 1024 * 1024;
+  }
+
+  /** After the handshake: every kernel starts over with `initialCredit` on this connection. */
+  attach(sock: OutboxSocket, initialCredit: number): void {
+    this.sock = sock;
+    this.initialCredit = initialCredit;
+    for (const l of this.lanes.values()) l.credit = initialCredit;
+    this.pump();
+  }
+
+  detach(): void {
+    this.sock = undefined;
+  }
+
+  get attached(): boolean {
+    return this.sock !== undefined;
+  }
+
+  addKernel(id: string): void {
+    if (this.lanes.has(id)) return;
+    const lane: Lane = { id, queue: [], head: 0, queuedBytes: 0, credit: this.initialCredit, dropped: 0, droppedBytes: 0, lastDroppedParent: undefined, noticeQueued: false };
+    this.lanes.set(id, lane);
+    this.ring.push(lane);
+  }
+
+  removeKernel(id: string): void {
+    const lane = this.lanes.get(id);
+    if (!lane) return;
+    this.lanes.delete(id);
+    this.ring = this.ring.filter((l) => l !== lane);
+    if (this.next >= this.ring.length) this.next = 0;
+  }
+
+  /** Bytes waiting for a kernel (for tests and stats). */
+  queued(id: string): number {
+    return this.lanes.get(id)?.queuedBytes ?? 0;
+  }
+
+  credit(id: string): number {
+    return this.lanes.get(id)?.credit ?? 0;
+  }
+
+  enqueue(id: string, f: QueuedFrame): void {
+    const lane = this.lanes.get(id);
+    if (!lane) return;
+    lane.queue.push(f);
+    lane.queuedBytes += f.frame.length;
+    if (lane.queuedBytes > this.maxQueued) this.shed(lane);
+    this.pump();
+  }
+
+  /** A CREDIT frame from the gateway. */
+  grant(id: string, bytes: number): void {
+    const lane = this.lanes.get(id);
+    if (!lane) return;
+    // Credit can go negative by one frame (a frame larger than the credit left is still sent
+    // when some credit remains), so grants first pay that back. Cap at 4 GiB of headroom.
+    lane.credit = Math.min(lane.credit + bytes, 0xffffffff);
+    this.pump();
+  }
+
+  /** Control frames bypass credit; dropped while detached (their connection is gone). */
+  sendControl(frame: Buffer): boolean {
+    const s = this.sock;
+    if (!s || !s.open) return false;
+    s.send(frame, () => this.pump());
+    return true;
+  }
+
+  private shed(lane: Lane): void {
+    // Drop the oldest droppable frames until the lane is back under its bound.
+    for (let i = lane.head; i < lane.queue.length && lane.queuedBytes > this.maxQueued; i++) {
+      const f = lane.queue[i];
+      if (f === undefined || f === 'notice' || !f.droppable) continue;
+      lane.queuedBytes -= f.frame.length;
+      lane.dropped++;
+      lane.droppedBytes += f.frame.length;
+      lane.lastDroppedParent = f.parent;
+      if (!lane.noticeQueued) {
+        lane.queue[i] = 'notice'; // the notice stands where the output went missing
+        lane.noticeQueued = true;
+      } else {
+        lane.queue.splice(i, 1);
+        i--;
+      }
+    }
+    this.o.onDrop?.(lane.id, lane.dropped, lane.droppedBytes);
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.sock && this.sock.open && this.sock.bufferedAmount < this.hwm) {
+        const lane = this.pickLane();
+        if (!lane) break;
+        const sock = this.sock;
+        const frame = this.take(lane);
+        if (!frame) continue;
+        lane.credit -= frame.length;
+        sock.send(frame, () => this.pump());
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pickLane(): Lane | undefined {
+    const n = this.ring.length;
+    for (let i = 0; i < n; i++) {
+      const lane = this.ring[(this.next + i) % n] as Lane;
+      if (lane.head < lane.queue.length && lane.credit > 0) {
+        this.next = (this.next + i + 1) % n;
+        return lane;
+      }
+    }
+    return undefined;
+  }
+
+  private take(lane: Lane): Buffer | undefined {
+    const item = lane.queue[lane.head];
+    lane.queue[lane.head] = undefined as unknown as QueuedFrame; // release the buffer now
+    lane.head++;
+    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+      lane.queue.splice(0, lane.head);
+      lane.head = 0;
+    }
+    if (item === undefined) return undefined;
+    if (item === 'notice') {
+      const notice = this.o.dropNotice?.(lane.id, lane.dropped, lane.droppedBytes, lane.lastDroppedParent);
+      lane.dropped = 0;
+      lane.droppedBytes = 0;
+      lane.noticeQueued = false;
+      return notice;
+    }
+    lane.queuedBytes -= item.frame.length;
+    return item.frame;
+  }
+}

@@ -1,0 +1,308 @@
+// The provider host: one tunnel to the gateway, the kernels it runs for it, flow control
+// between them, and metering. startProvider() in index.ts builds one of these.
+import os from 'node:os';
+import type WebSocket from 'ws';
+import { makeMessage, validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
+import { encodeV1, splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
+import {
+  encodeControl,
+  encodeKernelFrame,
+  validateControl,
+  type HardwareInfo,
+  type Hello,
+  type KernelRequest,
+  type KernelStatusEvent,
+  type Reply,
+  type RunningKernelAd,
+} from '@kinesis/protocol/tunnel';
+import { errorText, KernelError } from './errors.ts';
+import type { ProviderIdentity } from './identity.ts';
+import { Kernel, type KernelHooks } from './kernel.ts';
+import { kernelFrameFromParts, kernelIdBytes } from './kernel-frame.ts';
+import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
+import { TunnelLink, type LinkOptions } from './link.ts';
+import type { Logger } from './logger.ts';
+import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './metering.ts';
+import { Outbox, type OutboxOptions, type OutboxSocket } from './outbox.ts';
+import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
+
+/** Output a full queue may shed: it is what a person reads, and losing it is marked. */
+const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
+const MAX_ADVERTISED_SPECS = 64;
+
+export interface ProviderOptions {
+  readonly gatewayUrl: string;
+  readonly dataDir: string;
+  readonly name?: string;
+  readonly pricePerKwh: bigint;
+  readonly identity: ProviderIdentity;
+  readonly hardware: HardwareInfo;
+  readonly kernelspecs: readonly LocalKernelSpec[];
+  readonly logger: Logger;
+  readonly meter?: ExecutionMeter;
+  readonly maxKernels?: number;
+  readonly passEnv?: readonly string[];
+  readonly link?: Partial<Omit<LinkOptions, 'gatewayUrl' | 'logger'>>;
+  readonly outbox?: Omit<OutboxOptions, 'dropNotice' | 'onDrop'>;
+  readonly kernelStartTimeoutMs?: number;
+  readonly kernelShutdownTimeoutMs?: number;
+}
+
+interface KernelEntry {
+  readonly kernel: Kernel;
+  readonly idBytes: Buffer;
+  readonly tracker: ExecutionTracker | undefined;
+}
+
+export class Provider {
+  readonly address: string;
+  readonly link: TunnelLink;
+  readonly outbox: Outbox;
+  private readonly kernels = new Map<string, KernelEntry>();
+  private readonly specs: Map<string, LocalKernelSpec>;
+  private closing: Promise<void> | undefined;
+  private badFrames = 0;
+
+  constructor(private readonly o: ProviderOptions) {
+    this.address = o.identity.address;
+    this.specs = new Map(o.kernelspecs.slice(0, MAX_ADVERTISED_SPECS).map((s) => [s.name, s]));
+    this.outbox = new Outbox({
+      ...o.outbox,
+      dropNotice: (id, count, bytes, parent) => this.dropNotice(id, count, bytes, parent),
+      onDrop: (id, count, bytes) => o.logger.warn('kernel output dropped: queue full', { kernelId: id, count, bytes }),
+    });
+    this.link = new TunnelLink(
+      { gatewayUrl: o.gatewayUrl, logger: o.logger, ...o.link },
+      {
+        address: this.address,
+        signAuth: (text) => o.identity.signText(text),
+        hello: () => this.helloBody(),
+        onWelcome: (ws, w) => this.outbox.attach(wsSocket(ws), w.initialCredit),
+        onDisconnect: () => this.outbox.detach(),
+        onRequest: (req) => void this.handleRequest(req),
+        onKernelFrame: (id, payload) => this.fromGateway(id, payload),
+        onCredit: (id, bytes) => this.outbox.grant(id, bytes),
+      },
+    );
+    // Fail early, on our side, if what we would advertise is not a valid hello.
+    validateControl({ type: 'hello', version: 1, address: this.address, signature: '0x', ...this.helloBody() });
+  }
+
+  start(): void {
+    this.link.start();
+  }
+
+  /** Kernels this provider runs (ids and states), for tests and status. */
+  kernelStates(): Array<{ kernelId: string; state: string; pid: number | undefined }> {
+    return [...this.kernels.values()].map((e) => ({ kernelId: e.kernel.id, state: e.kernel.state, pid: e.kernel.pid }));
+  }
+
+  /** Stops every kernel (shutdown_request, SIGTERM, SIGKILL), then the tunnel. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.kernels.values()].map((e) => e.kernel.shutdown()));
+      for (const id of [...this.kernels.keys()]) this.forget(id);
+      await this.link.close();
+    })();
+    return this.closing;
+  }
+
+  private helloBody(): Omit<Hello, 'signature' | 'address' | 'type' | 'version'> {
+    const kernels: RunningKernelAd[] = [];
+    for (const e of this.kernels.values()) {
+      const status = e.kernel.adStatus;
+      if (status) kernels.push({ kernelId: e.kernel.id, specName: e.kernel.spec.name, status });
+    }
+    return {
+      name: (this.o.name ?? os.hostname()).slice(0, 128),
+      hardware: this.o.hardware,
+      pricePerKwh: this.o.pricePerKwh.toString(),
+      kernelspecs: [...this.specs.values()].map(toAd),
+      kernels,
+    };
+  }
+
+  // ---- requests from the gateway ---------------------------------------------------
+
+  private async handleRequest(req: KernelRequest): Promise<void> {
+    let reply: Reply;
+    try {
+      if (this.closing) throw new KernelError('provider is shutting down');
+      await this.execute(req);
+      reply = { type: 'reply', id: req.id, ok: true };
+    } catch (e) {
+      this.o.logger.warn('request failed', { type: req.type, kernelId: req.kernelId, error: errorText(e) });
+      const detail = e instanceof KernelError && e.details ? `: ${e.details}` : '';
+      reply = { type: 'reply', id: req.id, ok: false, error: `${errorText(e)}${detail}`.slice(0, 4000) };
+    }
+    this.outbox.sendControl(encodeControl(reply));
+  }
+
+  private async execute(req: KernelRequest): Promise<void> {
+    if (req.type === 'start_kernel') return this.startKernel(req.kernelId, req.specName, req.env);
+    const entry = this.kernels.get(req.kernelId);
+    if (!entry) throw new KernelError(`unknown kernel ${req.kernelId}`);
+    const k = entry.kernel;
+    switch (req.type) {
+      case 'interrupt_kernel':
+        return k.interrupt();
+      case 'restart_kernel':
+        this.o.meter?.detachKernel(k.id);
+        await k.restart();
+        if (k.pid) this.o.meter?.attachKernel(k.id, k.pid);
+        return;
+      case 'shutdown_kernel':
+        try {
+          await k.shutdown();
+        } finally {
+          this.forget(k.id);
+        }
+    }
+  }
+
+  private async startKernel(kernelId: string, specName: string, env: Readonly<Record<string, string>>): Promise<void> {
+    const existing = this.kernels.get(kernelId);
+    if (existing) {
+      // A retried start (the reply was lost with a dropped tunnel): answer for the same kernel.
+      if (existing.kernel.adStatus) return;
+      throw new KernelError(`kernel ${kernelId} exists and is ${existing.kernel.state}`);
+    }
+    const spec = this.specs.get(specName);
+    if (!spec) throw new KernelError(`no kernelspec named ${JSON.stringify(specName)} on this provider`);
+    const live = [...this.kernels.values()].filter((e) => e.kernel.adStatus).length;
+    if (live >= (this.o.maxKernels ?? 16)) throw new KernelError(`provider runs its maximum of ${this.o.maxKernels ?? 16} kernels`);
+    const kernel = new Kernel({
+      kernelId,
+      spec,
+      clientEnv: env,
+      dataDir: this.o.dataDir,
+      logger: this.o.logger,
+      hooks: this.hooks,
+      ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
+      ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
+      ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
+    });
+    const tracker = this.o.meter ? new ExecutionTracker(kernelId, this.o.meter, this.o.logger) : undefined;
+    this.kernels.set(kernelId, { kernel, idBytes: kernelIdBytes(kernelId), tracker });
+    this.outbox.addKernel(kernelId);
+    this.sendStatus(kernelId, 'starting');
+    try {
+      await kernel.start();
+    } catch (e) {
+      this.forget(kernelId);
+      throw e;
+    }
+    if (kernel.pid) this.o.meter?.attachKernel(kernelId, kernel.pid);
+  }
+
+  private forget(kernelId: string): void {
+    if (!this.kernels.delete(kernelId)) return;
+    this.outbox.removeKernel(kernelId);
+    try {
+      this.o.meter?.detachKernel(kernelId);
+    } catch (e) {
+      this.o.logger.warn('meter detach failed', { kernelId, error: errorText(e) });
+    }
+  }
+
+  private sendStatus(kernelId: string, status: KernelStatusEvent['status'], reason?: string): void {
+    const ev: KernelStatusEvent = { type: 'kernel_status', kernelId, status, ...(reason ? { reason: reason.slice(0, 4000) } : {}) };
+    this.outbox.sendControl(encodeControl(ev));
+  }
+
+  // ---- kernel → gateway -------------------------------------------------------------
+
+  private readonly hooks: KernelHooks = {
+    onStatus: (k, status, reason) => {
+      if (status === 'dead') {
+        try {
+          this.o.meter?.detachKernel(k.id);
+        } catch {
+          // logged by forget later
+        }
+      }
+      this.sendStatus(k.id, status, reason);
+    },
+    onMessage: (k, channel, parts, header, parent) => this.toGateway(k, channel, parts, header, parent),
+  };
+
+  private toGateway(k: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined): void {
+    const entry = this.kernels.get(k.id);
+    if (!entry) return;
+    let metadata = parts.metadata;
+    const t = entry.tracker;
+    if (t && parent?.msgType === 'execute_request') {
+      if (channel === 'iopub' && header.msgType === 'status') {
+        const state = /"execution_state"\s*:\s*"(busy|idle)"/.exec(parts.content.toString('utf8', 0, Math.min(parts.content.length, 256)))?.[1];
+        if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state);
+      } else if (channel === 'shell' && header.msgType === 'execute_reply') {
+        const receipt = t.onReply(parent.msgId);
+        if (receipt) metadata = metadataWithReceipt(metadata, receipt);
+      }
+    }
+    const frame = kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
+    this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
+  }
+
+  private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {
+    let parentHeader = {};
+    try {
+      if (parent) parentHeader = validateHeader(JSON.parse(parent.toString('utf8')));
+    } catch {
+      // no parent: the notice stands alone
+    }
+    const msg = makeMessage({
+      channel: 'iopub',
+      msgType: 'stream',
+      session: 'kinesis-provider',
+      parent: parentHeader,
+      content: { name: 'stderr', text: `\n[kinesis] ${count} output message(s), ${bytes} bytes, were dropped: the gateway could not take them fast enough or was unreachable.\n` },
+    });
+    return encodeKernelFrame(kernelId, encodeV1(msg));
+  }
+
+  // ---- gateway → kernel -------------------------------------------------------------
+
+  private fromGateway(kernelId: string, payload: Uint8Array): void {
+    const entry = this.kernels.get(kernelId);
+    if (!entry) return this.rejectFrame(kernelId, 'unknown kernel');
+    let channel: Channel;
+    let p: Buffer[];
+    try {
+      ({ channel, parts: p } = splitV1(payload));
+    } catch (e) {
+      return this.rejectFrame(kernelId, errorText(e));
+    }
+    if (channel === 'iopub') return this.rejectFrame(kernelId, 'clients cannot send on iopub');
+    const [header, parent, metadata, content, ...buffers] = p;
+    if (!header || !parent || !metadata || !content) return this.rejectFrame(kernelId, 'message lacks a JSON part');
+    try {
+      validateHeader(JSON.parse(header.toString('utf8')));
+    } catch (e) {
+      return this.rejectFrame(kernelId, `bad header: ${errorText(e)}`);
+    }
+    if (!isJsonObject(parent) || !isJsonObject(metadata) || !isJsonObject(content)) return this.rejectFrame(kernelId, 'parent_header, metadata and content must be JSON objects');
+    entry.kernel.sendFromClient(channel, { header, parent, metadata, content, buffers });
+  }
+
+  /** A message we will not pass to a kernel: dropped, logged (rate-limited), the tunnel stays up. */
+  private rejectFrame(kernelId: string, reason: string): void {
+    this.badFrames++;
+    if (this.badFrames <= 10 || this.badFrames % 1000 === 0) this.o.logger.warn('dropping message from gateway', { kernelId, reason, count: this.badFrames });
+  }
+}
+
+function wsSocket(ws: WebSocket): OutboxSocket {
+  return {
+    get open() {
+      return ws.readyState === ws.OPEN;
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    send(data, cb) {
+      if (ws.readyState !== ws.OPEN) return cb(new Error('tunnel closed'));
+      ws.send(data, { binary: true }, cb);
+    },
+  };
+}
