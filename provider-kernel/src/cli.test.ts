@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { parseCli } from './cli.ts';
+
+describe('kinesis-provider flags', () => {
+  it('parses the documented flags', () => {
+    const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
+    expect(r).toEqual({
+      help: false,
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info' },
+    });
+    expect(parseCli(['--help'])).toEqual({ help: true });
+  });
+
+  it('rejects bad input with clear messages', () => {
+    const base = ['--data-dir', '/tmp/d'];
+    expect(() => parseCli(base)).toThrow(/--gateway <url> is required/);
+    expect(() => parseCli(['--gateway', 'http://x'])).toThrow(/--data-dir <dir> is required/);
+    expect(() => parseCli([...base, '--gateway', 'ftp://x'])).toThrow(/http\(s\)/);
+    expect(() => parseCli([...base, '--gateway', 'http://u:p@x'])).toThrow(/credentials/);
+    expect(() => parseCli([...base, '--gateway', 'http://x', '--price', '1.5'])).toThrow(/whole number/);
+    expect(() => parseCli([...base, '--gateway', 'http://x', '--price', '01'])).toThrow(/whole number/);
+    expect(() => parseCli([...base, '--gateway', 'http://x', '--bogus'])).toThrow(/Unknown option/);
+    expect(() => parseCli([...base, '--gateway', 'http://x', '--max-kernels', '0'])).toThrow(/max-kernels/);
+    expect(() => parseCli([...base, '--gateway', 'http://x', '--log-level', 'loud'])).toThrow(/log-level/);
+  });
+});
