@@ -3,6 +3,7 @@
 // Server's JSON error shape `{ message, reason }` here and nowhere else.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, badRequest } from './errors.ts';
+import { asHttpError } from '../errors.ts';
 
 export interface RequestContext {
   readonly req: IncomingMessage;
@@ -81,8 +82,9 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  if (err instanceof HttpError) {
-    sendJson(res, err.status, { message: err.message, reason: err.reason ?? null });
+  const http = err instanceof HttpError ? err : asHttpError(err);
+  if (http) {
+    sendJson(res, http.status, { message: http.message, reason: http.reason ?? null });
     return;
   }
   console.error('[gateway] internal error:', err);

@@ -1,0 +1,51 @@
+// Every knob of the gateway with its default. Times in ms unless the name says otherwise;
+// culling keeps Jupyter's names and units (seconds).
+import { DEFAULT_INITIAL_CREDIT, DEFAULT_MAX_TUNNEL_FRAME } from '@kinesis/protocol/tunnel';
+
+export interface Tuning {
+  /** Credit each kernel starts with on a tunnel (docs/protocols.md "Flow control"). */
+  readonly initialCredit: number;
+  readonly maxTunnelFrameBytes: number;
+  /** Largest client WebSocket message; above it the socket closes with 1009. */
+  readonly maxClientFrameBytes: number;
+  readonly maxBodyBytes: number;
+  readonly providerPingIntervalMs: number;
+  readonly providerPingTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  /** How long a disconnected provider's kernels wait before they are `dead`. */
+  readonly graceMs: number;
+  readonly startTimeoutMs: number;
+  readonly restartTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** No REST call waits longer than this (the issue: never past 40 s). */
+  readonly maxRestWaitMs: number;
+  /** WebSocket pings to clients keep idle connections (and proxies) alive; a client silent for one interval is dropped. */
+  readonly clientPingIntervalMs: number;
+  readonly pendingMaxBytes: number;
+  readonly maxDetachedSessions: number;
+  readonly clientHighWaterBytes: number;
+  readonly clientMaxBufferedBytes: number;
+}
+
+export const DEFAULT_TUNING: Tuning = {
+  initialCredit: DEFAULT_INITIAL_CREDIT,
+  maxTunnelFrameBytes: DEFAULT_MAX_TUNNEL_FRAME,
+  maxClientFrameBytes: 64 * 1024 * 1024,
+  maxBodyBytes: 16 * 1024 * 1024,
+  providerPingIntervalMs: 5_000,
+  providerPingTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  graceMs: 5_000,
+  startTimeoutMs: 120_000,
+  restartTimeoutMs: 60_000,
+  requestTimeoutMs: 30_000,
+  maxRestWaitMs: 38_000,
+  clientPingIntervalMs: 30_000,
+  pendingMaxBytes: 64 * 1024 * 1024,
+  maxDetachedSessions: 8,
+  clientHighWaterBytes: 4 * 1024 * 1024,
+  clientMaxBufferedBytes: 64 * 1024 * 1024,
+};
+
+/** Default bytes of output kept per disconnected client session. */
+export const DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024;

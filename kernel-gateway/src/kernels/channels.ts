@@ -1,0 +1,53 @@
+// /api/kernels/{id}/channels: one client WebSocket, either framing (docs/protocols.md).
+// v1 frames go to the provider as they came (17-byte tunnel header in front); legacy frames
+// are converted to v1 once. A frame that breaks its framing closes this socket only, with the
+// ProtocolError's code: 1003 (wrong frame type), 1007 (malformed), 1009 (too big; ws itself
+// enforces maxPayload).
+import type { WebSocket } from 'ws';
+import { legacyToV1, peekV1, ProtocolError } from '@kinesis/protocol';
+import { errorText, type Logger } from '../logger.ts';
+import { ClientConnection } from './client.ts';
+import type { Kernel } from './kernel.ts';
+
+export interface ChannelOptions {
+  readonly maxFrameBytes: number;
+  readonly logger: Logger;
+}
+
+export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, v1: boolean, opts: ChannelOptions): ClientConnection {
+  const conn = new ClientConnection(ws, sessionId, v1);
+  ws.on('pong', () => {
+    conn.alive = true;
+  });
+  ws.on('error', (err) => opts.logger.debug('client socket error', { kernel: kernel.id, error: err.message }));
+  ws.on('close', () => kernel.detach(conn));
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    let frame: Buffer;
+    try {
+      if (v1) {
+        if (!isBinary) throw new ProtocolError(1003, 'the v1 kernel protocol sends binary frames only');
+        frame = data;
+      } else {
+        frame = legacyToV1(isBinary ? data : data.toString('utf8'), { maxBytes: opts.maxFrameBytes });
+      }
+      const peek = peekV1(frame, { maxBytes: opts.maxFrameBytes });
+      if (peek.channel === 'iopub') {
+        // Clients do not publish; Jupyter Server ignores such messages too.
+        opts.logger.debug('client sent a message on iopub; ignored', { kernel: kernel.id });
+        return;
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        opts.logger.info('closing a client that sent a bad frame', { kernel: kernel.id, code: err.closeCode, error: err.shortMessage });
+        conn.close(err.closeCode, err.shortMessage.slice(0, 120));
+        return;
+      }
+      opts.logger.error('error handling a client frame', { kernel: kernel.id, error: errorText(err) });
+      return;
+    }
+    const r = kernel.fromClient(frame);
+    if (r === 'full') conn.close(1013, 'kernel not ready and its send queue is full; try again later');
+  });
+  kernel.attach(conn);
+  return conn;
+}

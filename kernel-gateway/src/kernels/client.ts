@@ -1,0 +1,47 @@
+// One client WebSocket on /api/kernels/{id}/channels. It speaks either framing; the kernel
+// hands it v1 bytes and, for legacy clients, a converter run at most once per message.
+import { WebSocket } from 'ws';
+
+export type LegacyThunk = () => string | Buffer | undefined;
+
+export class ClientConnection {
+  /** Set on pong; cleared when a ping goes out. A client that misses one ping interval is dropped. */
+  alive = true;
+  readonly connectedAt = Date.now();
+
+  constructor(
+    readonly ws: WebSocket,
+    /** `session_id` from the URL; '' for a client that gave none (it then sees every reply, as a proxy must). */
+    readonly sessionId: string,
+    readonly v1: boolean,
+  ) {}
+
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(v1Frame: Buffer, legacy: LegacyThunk): void {
+    if (!this.open) return;
+    if (this.v1) {
+      this.ws.send(v1Frame, { binary: true });
+      return;
+    }
+    const data = legacy();
+    if (data === undefined) return;
+    this.ws.send(data, { binary: typeof data !== 'string' });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+}

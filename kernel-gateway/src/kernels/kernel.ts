@@ -1,0 +1,331 @@
+// One kernel as the gateway sees it: its model (Jupyter Server's kernel model), the clients on
+// its channels, what waits for the kernel to be ready, and what waits for a client to return.
+//
+// Routing (Jupyter messaging 5.3, https://jupyter-client.readthedocs.io/en/stable/messaging.html):
+// iopub goes to every client; shell/stdin/control replies go to the clients whose
+// `session_id` equals the reply's `parent_header.session` (plus clients that gave no
+// session_id, e.g. a Jupyter Server proxying for its own browsers). A reply that matches no
+// client falls back to every client rather than vanish. Frames are routed as v1 bytes; only
+// iopub `status` content is decoded (it is a few bytes) to keep `execution_state`.
+import { decodeV1, encodeV1, makeMessage, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
+import type { ProviderLink } from '../providers/link.ts';
+import { errorText, type Logger } from '../logger.ts';
+import type { ClientConnection } from './client.ts';
+import { ReplayBuffer, type DropReport } from './replay-buffer.ts';
+
+export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
+
+export interface KernelModel {
+  readonly id: string;
+  readonly name: string;
+  /** ISO 8601 with milliseconds and `Z`, as Jupyter Server's isoformat(utc) gives. */
+  readonly last_activity: string;
+  readonly execution_state: KernelState;
+  readonly connections: number;
+  readonly kinesis: { readonly provider: string; readonly spec: string };
+}
+
+export interface KernelOptions {
+  /** Bytes kept per disconnected client session (and for output nobody has connected for yet). */
+  readonly bufferBytes: number;
+  /** Bytes of client messages held while the kernel is starting/restarting/reconnecting. */
+  readonly pendingMaxBytes: number;
+  readonly maxDetachedSessions: number;
+  /** Credit is withheld while any client has more than this buffered on its socket. */
+  readonly clientHighWaterBytes: number;
+  /** A client with more than this buffered is dropped (it can reconnect and get the replay). */
+  readonly clientMaxBufferedBytes: number;
+  readonly logger: Logger;
+}
+
+export type SendResult = 'sent' | 'queued' | 'full' | 'dead';
+
+// Session id of messages the gateway itself writes when it has not yet seen the kernel's own.
+const GATEWAY_SESSION = 'kinesis-gateway';
+const CREDIT_POLL_MS = 5;
+
+export class Kernel {
+  state: KernelState;
+  lastActivity = Date.now();
+  /** The tunnel the kernel lives behind, while connected. */
+  link: ProviderLink | undefined;
+  /** Frames flow to the provider only when ready; before that they wait in `pending`. */
+  ready = false;
+  graceTimer: NodeJS.Timeout | undefined;
+  /** A restart the gateway asked for is in flight: the old process's last statuses must not overwrite `restarting`. */
+  restartPending = false;
+  readonly clients = new Set<ClientConnection>();
+  #kernelSession = '';
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  readonly #detached = new Map<string, ReplayBuffer>();
+  #orphan: ReplayBuffer;
+  #owed = 0;
+  #owedLink: ProviderLink | undefined;
+  #creditTimer: NodeJS.Timeout | undefined;
+  #disposed = false;
+
+  constructor(
+    readonly id: string,
+    /** The gateway kernelspec name, e.g. `python3-cpu`. */
+    readonly name: string,
+    /** The provider's own kernelspec name, e.g. `python3`. */
+    readonly baseSpec: string,
+    readonly providerId: string,
+    readonly opts: KernelOptions,
+    state: KernelState = 'starting',
+  ) {
+    this.state = state;
+    this.#orphan = new ReplayBuffer(opts.bufferBytes);
+  }
+
+  model(): KernelModel {
+    return {
+      id: this.id,
+      name: this.name,
+      last_activity: new Date(this.lastActivity).toISOString(),
+      execution_state: this.state,
+      connections: this.clients.size,
+      kinesis: { provider: this.providerId, spec: this.baseSpec },
+    };
+  }
+
+  get pendingCount(): number {
+    return this.#pending.length;
+  }
+
+  // ---- client → kernel --------------------------------------------------------------
+
+  fromClient(payload: Buffer): SendResult {
+    if (this.state === 'dead' || this.#disposed) return 'dead';
+    this.lastActivity = Date.now();
+    if (this.ready && this.link && this.#pending.length === 0) {
+      this.link.sendKernel(this.id, payload);
+      return 'sent';
+    }
+    if (this.#pendingBytes + payload.length > this.opts.pendingMaxBytes) return 'full';
+    this.#pending.push(payload);
+    this.#pendingBytes += payload.length;
+    return 'queued';
+  }
+
+  /** The kernel can take messages through `link`: send what waited, in order. */
+  setReady(link: ProviderLink): void {
+    if (this.state === 'dead' || this.#disposed) return;
+    this.#setLink(link);
+    this.ready = true;
+    const queued = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (const p of queued) link.sendKernel(this.id, p);
+  }
+
+  /** The provider that will run the kernel; messages wait until `setReady`. */
+  bind(link: ProviderLink): void {
+    this.#setLink(link);
+  }
+
+  /** Hold client messages (restart in progress); the link stays. */
+  hold(): void {
+    this.ready = false;
+  }
+
+  /** The provider's tunnel dropped: hold messages until it comes back (or the grace ends). */
+  detachLink(): void {
+    this.ready = false;
+    this.#setLink(undefined);
+  }
+
+  // ---- kernel → clients -------------------------------------------------------------
+
+  fromKernel(link: ProviderLink, payload: Buffer, peek: V1Peek, frameBytes: number): void {
+    this.lastActivity = Date.now();
+    if (peek.header.session) this.#kernelSession = peek.header.session;
+    if (peek.channel === 'iopub' && peek.header.msg_type === 'status') this.#trackStatus(payload);
+    const congested = this.#route(payload, peek);
+    if (congested || (this.#owed > 0 && this.#owedLink === link)) {
+      this.#owe(link, frameBytes);
+    } else {
+      link.grantCredit(this.id, frameBytes);
+    }
+  }
+
+  /** Writes a `status` message on iopub, as Jupyter Server does for `restarting` and `dead`. */
+  emitStatus(state: 'restarting' | 'dead' | 'starting'): void {
+    const msg = makeMessage({ channel: 'iopub', msgType: 'status', session: this.#kernelSession || GATEWAY_SESSION, content: { execution_state: state } });
+    const frame = encodeV1(msg);
+    this.#route(frame, { channel: 'iopub', header: msg.header, parentHeader: {} });
+  }
+
+  die(reason: string): void {
+    if (this.state === 'dead' || this.#disposed) return;
+    this.opts.logger.info('kernel is dead', { kernel: this.id, reason });
+    this.state = 'dead';
+    this.ready = false;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.emitStatus('dead');
+  }
+
+  // ---- clients ----------------------------------------------------------------------
+
+  attach(conn: ClientConnection): void {
+    this.clients.add(conn);
+    const replay: ReplayBuffer[] = [];
+    if (conn.sessionId) {
+      const d = this.#detached.get(conn.sessionId);
+      if (d) {
+        this.#detached.delete(conn.sessionId);
+        replay.push(d);
+      }
+    }
+    if (!this.#orphan.empty) {
+      replay.push(this.#orphan);
+      this.#orphan = new ReplayBuffer(this.opts.bufferBytes);
+    }
+    for (const b of replay) {
+      const { frames, dropped } = b.drain();
+      if (dropped) this.#sendDropMarker(conn, dropped, b.maxBytes);
+      for (const f of frames) conn.send(f, () => this.#toLegacy(f));
+    }
+  }
+
+  detach(conn: ClientConnection): void {
+    if (!this.clients.delete(conn)) return;
+    if (this.#disposed || this.state === 'dead' || !conn.sessionId) return;
+    for (const c of this.clients) if (c.sessionId === conn.sessionId) return;
+    // Keep what this session would have received until it reconnects (bounded, oldest session out).
+    if (this.#detached.size >= this.opts.maxDetachedSessions) {
+      const oldest = this.#detached.keys().next().value;
+      if (oldest !== undefined) this.#detached.delete(oldest);
+    }
+    this.#detached.set(conn.sessionId, new ReplayBuffer(this.opts.bufferBytes));
+  }
+
+  dispose(code: number, reason: string): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.ready = false;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    if (this.#creditTimer) clearTimeout(this.#creditTimer);
+    this.#creditTimer = undefined;
+    this.#pending = [];
+    this.#detached.clear();
+    this.#orphan.drain();
+    for (const c of this.clients) c.close(code, reason);
+    this.clients.clear();
+  }
+
+  // ---- internals --------------------------------------------------------------------
+
+  #setLink(link: ProviderLink | undefined): void {
+    if (link !== this.link) {
+      // Credit is per connection: a new tunnel starts from its own initial credit.
+      this.#owed = 0;
+      this.#owedLink = undefined;
+    }
+    this.link = link;
+  }
+
+  #trackStatus(payload: Buffer): void {
+    if (this.restartPending || this.state === 'dead') return;
+    try {
+      const s = decodeV1(payload).content['execution_state'];
+      if (s === 'idle' || s === 'busy' || s === 'starting') this.state = s;
+    } catch (err) {
+      this.opts.logger.debug('undecodable status message', { kernel: this.id, error: errorText(err) });
+    }
+  }
+
+  #toLegacy(frame: Buffer): string | Buffer | undefined {
+    try {
+      return v1ToLegacy(frame);
+    } catch (err) {
+      this.opts.logger.warn('a kernel message could not be converted for a legacy client; dropped', { kernel: this.id, error: errorText(err) });
+      return undefined;
+    }
+  }
+
+  /** Delivers one v1 frame. Returns true when a receiving client is congested. */
+  #route(frame: Buffer, peek: V1Peek): boolean {
+    let legacy: string | Buffer | undefined | null = null;
+    const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
+    const parent = peek.parentHeader;
+    if (peek.channel === 'iopub') {
+      for (const c of this.clients) c.send(frame, thunk);
+      for (const b of this.#detached.values()) b.push(frame, parent);
+      if (this.clients.size === 0 && this.#detached.size === 0) this.#orphan.push(frame, parent);
+    } else {
+      const session = parent.session ?? '';
+      let delivered = false;
+      let sessionLive = false;
+      for (const c of this.clients) {
+        if (c.sessionId === '' || c.sessionId === session) {
+          c.send(frame, thunk);
+          delivered = true;
+          if (c.sessionId === session) sessionLive = true;
+        }
+      }
+      const d = session && !sessionLive ? this.#detached.get(session) : undefined;
+      if (d) {
+        d.push(frame, parent);
+        delivered = true;
+      }
+      if (!delivered) {
+        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk);
+        else this.#orphan.push(frame, parent);
+      }
+    }
+    return this.#congested();
+  }
+
+  #congested(): boolean {
+    let congested = false;
+    for (const c of this.clients) {
+      const n = c.bufferedAmount;
+      if (n > this.opts.clientMaxBufferedBytes) {
+        this.opts.logger.warn('client is not reading its kernel output; dropping it', { kernel: this.id, buffered: n });
+        c.ws.terminate();
+      } else if (n > this.opts.clientHighWaterBytes) {
+        congested = true;
+      }
+    }
+    return congested;
+  }
+
+  #owe(link: ProviderLink, bytes: number): void {
+    if (this.#owedLink !== link) {
+      this.#owed = 0;
+      this.#owedLink = link;
+    }
+    this.#owed += bytes;
+    if (this.#creditTimer) return;
+    const poll = (): void => {
+      this.#creditTimer = undefined;
+      if (this.#disposed || !this.#owedLink || this.#owedLink.closed) return;
+      if (this.#congested()) {
+        this.#creditTimer = setTimeout(poll, CREDIT_POLL_MS);
+        return;
+      }
+      this.#owedLink.grantCredit(this.id, this.#owed);
+      this.#owed = 0;
+    };
+    this.#creditTimer = setTimeout(poll, CREDIT_POLL_MS);
+  }
+
+  #sendDropMarker(conn: ClientConnection, dropped: DropReport, limit: number): void {
+    const text = `[kinesis gateway] ${dropped.count} message(s) (${dropped.bytes} bytes) of kernel output were dropped while no client was connected (replay buffer limit ${limit} bytes).\n`;
+    const msg = makeMessage({
+      channel: 'iopub',
+      msgType: 'stream',
+      session: this.#kernelSession || GATEWAY_SESSION,
+      parent: dropped.parent as Partial<MessageHeader>,
+      content: { name: 'stderr', text },
+    });
+    const frame = encodeV1(msg);
+    conn.send(frame, () => this.#toLegacy(frame));
+  }
+}

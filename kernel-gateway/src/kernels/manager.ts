@@ -1,0 +1,320 @@
+// Kernel lifecycle across providers: placement, start/interrupt/restart/shutdown requests,
+// what happens when a provider's tunnel drops (grace, then `dead`) and comes back (re-attach,
+// also after a gateway restart: kernels listed in hello are adopted), relaying frames.
+import { randomUUID } from 'node:crypto';
+import { peekV1, type Hello, type KernelStatusEvent } from '@kinesis/protocol';
+import { buildCatalog, defaultSpecName, offersFor, type CatalogEntry } from '../kernelspecs/catalog.ts';
+import { gatewaySpecName } from '../kernelspecs/naming.ts';
+import { GatewayError, LinkClosedError, PlacementError } from '../errors.ts';
+import { conflict, notFound } from '../http/errors.ts';
+import { errorText, type Logger } from '../logger.ts';
+import type { ProviderLink } from '../providers/link.ts';
+import type { ProviderEvents, ProviderRegistry } from '../providers/registry.ts';
+import { pickProvider, type PlacementConstraints } from '../scheduler.ts';
+import { Kernel, type KernelOptions } from './kernel.ts';
+
+const isDead = (k: Kernel): boolean => k.state === 'dead';
+
+export interface KernelManagerOptions extends Omit<KernelOptions, 'logger'> {
+  readonly startTimeoutMs: number;
+  readonly restartTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** How long a disconnected provider's kernels wait for it before they are `dead`. */
+  readonly graceMs: number;
+  readonly maxFrameBytes: number;
+  readonly clientPingIntervalMs: number;
+  readonly logger: Logger;
+  /** Shell `execute_reply` frames, for the ledger (the only place an execute_reply's metadata is read). */
+  readonly onExecuteReply?: (kernel: Kernel, payload: Buffer) => void;
+}
+
+export interface StartOptions {
+  readonly name?: string | undefined;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly constraints?: PlacementConstraints;
+}
+
+const MAX_TOMBSTONES = 10_000;
+
+export class KernelManager implements ProviderEvents {
+  readonly kernels = new Map<string, Kernel>();
+  readonly #tombstones = new Set<string>();
+  readonly #removedListeners = new Set<(id: string) => void>();
+  readonly #pingTimer: NodeJS.Timeout;
+  readonly #kopts: KernelOptions;
+  #disposed = false;
+
+  constructor(
+    readonly providers: ProviderRegistry,
+    readonly opts: KernelManagerOptions,
+  ) {
+    this.#kopts = {
+      bufferBytes: opts.bufferBytes,
+      pendingMaxBytes: opts.pendingMaxBytes,
+      maxDetachedSessions: opts.maxDetachedSessions,
+      clientHighWaterBytes: opts.clientHighWaterBytes,
+      clientMaxBufferedBytes: opts.clientMaxBufferedBytes,
+      logger: opts.logger,
+    };
+    this.#pingTimer = setInterval(() => this.#pingClients(), opts.clientPingIntervalMs);
+    this.#pingTimer.unref();
+  }
+
+  catalog(): Map<string, CatalogEntry<ProviderLink>> {
+    return buildCatalog(this.providers.list());
+  }
+
+  loadOf(providerId: string): number {
+    const id = providerId.toLowerCase();
+    let n = 0;
+    for (const k of this.kernels.values()) if (k.state !== 'dead' && k.providerId.toLowerCase() === id) n++;
+    return n;
+  }
+
+  get(id: string): Kernel | undefined {
+    return this.kernels.get(id.toLowerCase());
+  }
+
+  /** The kernel or an HttpError 404. */
+  require(id: string): Kernel {
+    const k = this.get(id);
+    if (!k) throw notFound(`kernel ${id.slice(0, 64)} not found`);
+    return k;
+  }
+
+  onRemoved(listener: (id: string) => void): void {
+    this.#removedListeners.add(listener);
+  }
+
+  /** Places and starts a kernel; returns at once with the kernel `starting`. Throws PlacementError. */
+  start(o: StartOptions): Kernel {
+    if (this.#disposed) throw new GatewayError('the gateway is shutting down');
+    const catalog = this.catalog();
+    const name = o.name || defaultSpecName(catalog);
+    if (!name) throw new PlacementError('no kernelspec is on offer: no provider is connected');
+    const offers = offersFor(catalog, name);
+    if (!offers) throw new PlacementError(`no kernelspec named ${JSON.stringify(name.slice(0, 128))} is on offer`);
+    const pick = pickProvider(
+      offers.map((offer) => ({
+        offer,
+        id: offer.provider.id,
+        pricePerKwh: offer.provider.pricePerKwh,
+        load: this.loadOf(offer.provider.id),
+        latencyMs: offer.provider.latencyMs,
+        gpuMemoryMiB: offer.provider.hardwareClass.gpu ? offer.provider.hardwareClass.memoryMiB : 0,
+        connectedSince: offer.provider.connectedSince.getTime(),
+      })),
+      o.constraints ?? {},
+    );
+    if (!pick) throw new PlacementError(`no connected provider offering ${name} fits the placement constraints`);
+    const link = pick.offer.provider;
+    const baseSpec = pick.offer.ad.name;
+    const k = new Kernel(randomUUID(), gatewaySpecName(baseSpec, link.hardwareClass), baseSpec, link.id, this.#kopts, 'starting');
+    k.bind(link);
+    this.kernels.set(k.id, k);
+    this.opts.logger.info('starting kernel', { kernel: k.id, spec: k.name, provider: link.id });
+    link.request({ type: 'start_kernel', kernelId: k.id, specName: baseSpec, env: o.env ?? {} }, this.opts.startTimeoutMs).then(
+      () => {
+        if (k.state === 'dead' || this.kernels.get(k.id) !== k) return;
+        if (k.state === 'starting') k.state = 'idle';
+        k.setReady(link);
+      },
+      (err: unknown) => {
+        // A dropped tunnel is not a failed start: the provider says in its next hello whether it runs the kernel.
+        if (err instanceof LinkClosedError) return;
+        k.die(`the kernel failed to start: ${errorText(err)}`);
+      },
+    );
+    return k;
+  }
+
+  async interrupt(id: string): Promise<void> {
+    const k = this.require(id);
+    const link = this.#liveLink(k);
+    await link.request({ type: 'interrupt_kernel', kernelId: k.id });
+  }
+
+  /** Restarts the kernel; resolves when the new process answered (or rejects). */
+  async restart(id: string): Promise<void> {
+    const k = this.require(id);
+    const link = this.#liveLink(k);
+    k.restartPending = true;
+    k.state = 'restarting';
+    k.hold();
+    k.emitStatus('restarting');
+    try {
+      await link.request({ type: 'restart_kernel', kernelId: k.id }, this.opts.restartTimeoutMs);
+      k.restartPending = false;
+      // The await above may have seen the kernel die or go away.
+      if (isDead(k) || this.kernels.get(k.id) !== k) return;
+      k.state = 'idle';
+      k.setReady(link);
+    } catch (err) {
+      k.restartPending = false;
+      if (!(err instanceof LinkClosedError)) k.die(`the kernel failed to restart: ${errorText(err)}`);
+      throw err;
+    }
+  }
+
+  /** Removes the kernel at once and asks its provider to stop it. Returns false for an unknown id. */
+  async shutdown(id: string, reason: string): Promise<boolean> {
+    const k = this.get(id);
+    if (!k) return false;
+    this.kernels.delete(k.id);
+    this.#tombstone(k.id);
+    const wasDead = k.state === 'dead';
+    k.dispose(1000, 'kernel shut down');
+    this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
+    for (const l of this.#removedListeners) l(k.id);
+    const link = k.link ?? this.providers.get(k.providerId);
+    if (link && !link.closed && !wasDead) {
+      await link.request({ type: 'shutdown_kernel', kernelId: k.id }).catch((err: unknown) => {
+        this.opts.logger.warn('provider did not confirm a kernel shutdown', { kernel: k.id, error: errorText(err) });
+      });
+    }
+    return true;
+  }
+
+  // ---- provider events ----------------------------------------------------------------
+
+  onAttach(link: ProviderLink, hello: Hello): void {
+    const listed = new Map(hello.kernels.map((ad) => [ad.kernelId, ad]));
+    const me = link.id.toLowerCase();
+    for (const k of this.kernels.values()) {
+      if (k.providerId.toLowerCase() !== me) continue;
+      const ad = listed.get(k.id);
+      if (!ad) {
+        k.die('the provider reconnected without this kernel');
+        continue;
+      }
+      listed.delete(k.id);
+      if (k.state === 'dead') {
+        this.#stopOn(link, k.id, 'declared dead while its provider was away');
+        continue;
+      }
+      if (k.graceTimer) clearTimeout(k.graceTimer);
+      k.graceTimer = undefined;
+      k.restartPending = false;
+      k.state = ad.status;
+      k.setReady(link);
+      this.opts.logger.info('kernel re-attached', { kernel: k.id, provider: link.id });
+    }
+    for (const ad of listed.values()) {
+      if (this.#tombstones.has(ad.kernelId)) {
+        this.#stopOn(link, ad.kernelId, 'shut down while its provider was away');
+        continue;
+      }
+      if (this.kernels.has(ad.kernelId)) {
+        this.opts.logger.warn('a provider lists a kernel that runs elsewhere; ignoring it', { kernel: ad.kernelId, provider: link.id });
+        continue;
+      }
+      // Known to the provider, not to us: the gateway restarted. Recreate the record.
+      const k = new Kernel(ad.kernelId, gatewaySpecName(ad.specName, link.hardwareClass), ad.specName, link.id, this.#kopts, ad.status);
+      this.kernels.set(k.id, k);
+      k.setReady(link);
+      this.opts.logger.info('kernel adopted from a reconnecting provider', { kernel: k.id, provider: link.id });
+    }
+  }
+
+  onDetach(link: ProviderLink): void {
+    const me = link.id.toLowerCase();
+    for (const k of this.kernels.values()) {
+      if (k.providerId.toLowerCase() !== me || k.state === 'dead') continue;
+      k.detachLink();
+      if (k.graceTimer) clearTimeout(k.graceTimer);
+      k.graceTimer = setTimeout(() => {
+        k.graceTimer = undefined;
+        k.die(`its provider did not come back within ${this.opts.graceMs} ms`);
+      }, this.opts.graceMs);
+    }
+  }
+
+  onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void {
+    const k = this.kernels.get(kernelId);
+    if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) {
+      link.grantCredit(kernelId, frameBytes);
+      return;
+    }
+    let peek;
+    try {
+      peek = peekV1(payload, { maxBytes: this.opts.maxFrameBytes });
+    } catch (err) {
+      this.opts.logger.warn('provider sent an undecodable kernel message; dropped', { kernel: kernelId, error: errorText(err) });
+      link.grantCredit(kernelId, frameBytes);
+      return;
+    }
+    k.fromKernel(link, payload, peek, frameBytes);
+    if (peek.channel === 'shell' && peek.header.msg_type === 'execute_reply' && this.opts.onExecuteReply) {
+      try {
+        this.opts.onExecuteReply(k, payload);
+      } catch (err) {
+        this.opts.logger.warn('execute_reply hook failed', { kernel: k.id, error: errorText(err) });
+      }
+    }
+  }
+
+  onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void {
+    const k = this.kernels.get(ev.kernelId);
+    if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) return;
+    switch (ev.status) {
+      case 'dead':
+        k.die(ev.reason ?? 'the kernel process exited');
+        return;
+      case 'restarting':
+        if (k.state === 'restarting' || k.state === 'dead') return;
+        k.state = 'restarting';
+        k.emitStatus('restarting');
+        return;
+      case 'starting':
+        if (k.state !== 'dead') k.state = 'starting';
+        return;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    clearInterval(this.#pingTimer);
+    // Kernels keep running on their providers: a restarted gateway adopts them from hello.
+    for (const k of this.kernels.values()) k.dispose(1001, 'gateway shutting down');
+  }
+
+  #liveLink(k: Kernel): ProviderLink {
+    if (k.state === 'dead') throw conflict(`kernel ${k.id} is dead`);
+    const link = k.link;
+    if (!link || link.closed) throw conflict(`kernel ${k.id} is not reachable: its provider is disconnected`);
+    return link;
+  }
+
+  #stopOn(link: ProviderLink, kernelId: string, why: string): void {
+    this.opts.logger.info('asking a provider to stop a kernel', { kernel: kernelId, provider: link.id, why });
+    link.request({ type: 'shutdown_kernel', kernelId }).catch((err: unknown) => {
+      this.opts.logger.warn('provider did not confirm a kernel shutdown', { kernel: kernelId, error: errorText(err) });
+    });
+  }
+
+  #tombstone(id: string): void {
+    this.#tombstones.add(id);
+    if (this.#tombstones.size > MAX_TOMBSTONES) {
+      const first = this.#tombstones.values().next().value;
+      if (first !== undefined) this.#tombstones.delete(first);
+    }
+  }
+
+  #pingClients(): void {
+    for (const k of this.kernels.values()) {
+      for (const c of k.clients) {
+        if (!c.alive) {
+          c.ws.terminate();
+          continue;
+        }
+        c.alive = false;
+        try {
+          c.ws.ping();
+        } catch {
+          // closing
+        }
+      }
+    }
+  }
+}

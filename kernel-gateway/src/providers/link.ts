@@ -1,0 +1,238 @@
+// One authenticated provider connection (after the handshake in tunnel.ts): requests and
+// their replies, kernel frames both ways, credit, liveness. Spec: docs/protocols.md.
+//
+// Hot path: `sendKernel` prefixes the 17-byte header to a client's v1 bytes; frames from the
+// provider are handed to `onKernelFrame` as views (no copy, no parse here).
+import type { WebSocket } from 'ws';
+import {
+  decodeFrame,
+  encodeControl,
+  encodeCredit,
+  encodeKernelFrame,
+  type Advertise,
+  type ControlMessage,
+  type HardwareInfo,
+  type Hello,
+  type KernelRequest,
+  type KernelSpecAd,
+  type KernelStatusEvent,
+  ProtocolError,
+} from '@kinesis/protocol';
+import { LinkClosedError, ProviderRequestError, RequestTimeoutError } from '../errors.ts';
+import { errorText, type Logger } from '../logger.ts';
+import { hardwareClass, type HardwareClass } from '../kernelspecs/naming.ts';
+
+// Frames above this size go out as two WebSocket fragments (header, then the client's bytes)
+// so a large message is never copied just to prefix 17 bytes (RFC 6455 §5.4 fragmentation;
+// the receiving ws reassembles one message).
+const FRAGMENT_ABOVE = 64 * 1024;
+
+export interface LinkHandlers {
+  onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
+  onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
+  onAdvertise(link: ProviderLink): void;
+  onClose(link: ProviderLink, code: number, reason: string): void;
+}
+
+export interface LinkOptions {
+  readonly maxFrameBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+type Pending = { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout };
+
+export class ProviderLink {
+  readonly id: string;
+  readonly connectedSince = new Date();
+  name: string;
+  hardware: HardwareInfo;
+  hardwareClass: HardwareClass;
+  pricePerKwh: bigint;
+  kernelspecs: readonly KernelSpecAd[];
+  /** Last measured WebSocket ping round trip, ms. */
+  latencyMs: number | undefined;
+  lastPongAt = Date.now();
+  #pingSentAt = 0;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  readonly #credit = new Map<string, number>();
+  #creditScheduled = false;
+  #closed = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    hello: Hello,
+    readonly handlers: LinkHandlers,
+    readonly opts: LinkOptions,
+  ) {
+    this.id = hello.address;
+    this.name = hello.name;
+    this.hardware = hello.hardware;
+    this.hardwareClass = hardwareClass(hello.hardware);
+    this.pricePerKwh = BigInt(hello.pricePerKwh);
+    this.kernelspecs = hello.kernelspecs;
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
+    ws.on('pong', () => {
+      this.lastPongAt = Date.now();
+      if (this.#pingSentAt) this.latencyMs = this.lastPongAt - this.#pingSentAt;
+      this.#pingSentAt = 0;
+    });
+    ws.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason.toString('utf8')));
+    ws.on('error', (err) => this.opts.logger.warn('tunnel socket error', { provider: this.id, error: err.message }));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends one control request and resolves on its `ok` reply. */
+  request(msg: DistributiveOmit<KernelRequest, 'id'>, timeoutMs = this.opts.requestTimeoutMs): Promise<void> {
+    if (this.#closed) return Promise.reject(new LinkClosedError(`provider ${this.id} is not connected`));
+    const id = this.#nextId++;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new RequestTimeoutError(`provider ${this.id} did not answer ${msg.type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      this.#sendControl({ ...msg, id } as KernelRequest);
+    });
+  }
+
+  sendKernel(kernelId: string, payload: Uint8Array): void {
+    if (this.#closed) return;
+    if (payload.byteLength <= FRAGMENT_ABOVE) {
+      this.ws.send(encodeKernelFrame(kernelId, payload), { binary: true });
+      return;
+    }
+    this.ws.send(encodeKernelFrame(kernelId, EMPTY), { binary: true, fin: false });
+    this.ws.send(payload, { binary: true, fin: true });
+  }
+
+  /** Returns credit for bytes handed on; coalesced per kernel and sent once per event-loop turn. */
+  grantCredit(kernelId: string, bytes: number): void {
+    if (this.#closed || bytes <= 0) return;
+    this.#credit.set(kernelId, (this.#credit.get(kernelId) ?? 0) + bytes);
+    if (this.#creditScheduled) return;
+    this.#creditScheduled = true;
+    setImmediate(() => {
+      this.#creditScheduled = false;
+      if (this.#closed) return;
+      for (const [k, n] of this.#credit) {
+        let left = n;
+        while (left > 0) {
+          const chunk = Math.min(left, 0xffffffff);
+          this.ws.send(encodeCredit(k, chunk), { binary: true });
+          left -= chunk;
+        }
+      }
+      this.#credit.clear();
+    });
+  }
+
+  /** Called by the registry's liveness timer. Returns false when the link is overdue and was dropped. */
+  ping(now: number, timeoutMs: number): boolean {
+    if (this.#closed) return false;
+    if (now - this.lastPongAt > timeoutMs) {
+      this.opts.logger.warn('provider missed its pings; dropping it', { provider: this.id });
+      this.ws.terminate();
+      return false;
+    }
+    if (!this.#pingSentAt) this.#pingSentAt = now;
+    try {
+      this.ws.ping();
+    } catch {
+      // A socket that is closing throws here; the close event does the cleanup.
+    }
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    // A peer that never completes the closing handshake must not hold the socket open.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+
+  #sendControl(msg: ControlMessage): void {
+    this.ws.send(encodeControl(msg), { binary: true });
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.#closed) return;
+    if (!isBinary) {
+      this.close(1003, 'text frames are not part of the tunnel protocol');
+      return;
+    }
+    try {
+      if (data[0] === 0x02) {
+        // Kernel frames are the hot path: decodeFrame only slices them.
+        const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
+        if (f.kind === 'kernel') this.handlers.onKernelFrame(this, f.kernelId, Buffer.from(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength), data.length);
+        return;
+      }
+      const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
+      if (f.kind === 'credit') throw new ProtocolError(1007, 'CREDIT frames flow from gateway to provider only');
+      if (f.kind === 'control') this.#onControl(f.message);
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.opts.logger.warn('bad tunnel frame; closing the tunnel', { provider: this.id, error: err.shortMessage });
+        this.close(err.closeCode, err.shortMessage.slice(0, 120));
+        return;
+      }
+      this.opts.logger.error('error handling a tunnel frame', { provider: this.id, error: errorText(err) });
+    }
+  }
+
+  #onControl(msg: ControlMessage): void {
+    switch (msg.type) {
+      case 'reply': {
+        const p = this.#pending.get(msg.id);
+        if (!p) return; // late reply after a timeout
+        this.#pending.delete(msg.id);
+        clearTimeout(p.timer);
+        if (msg.ok) p.resolve();
+        else p.reject(new ProviderRequestError(msg.error.slice(0, 1000)));
+        return;
+      }
+      case 'kernel_status':
+        this.handlers.onKernelStatus(this, msg);
+        return;
+      case 'advertise':
+        this.#applyOffer(msg);
+        this.handlers.onAdvertise(this);
+        return;
+      default:
+        throw new ProtocolError(1007, `unexpected control message ${msg.type} after the handshake`);
+    }
+  }
+
+  #applyOffer(offer: Advertise): void {
+    this.name = offer.name;
+    this.hardware = offer.hardware;
+    this.hardwareClass = hardwareClass(offer.hardware);
+    this.pricePerKwh = BigInt(offer.pricePerKwh);
+    this.kernelspecs = offer.kernelspecs;
+  }
+
+  #onClose(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new LinkClosedError(`provider ${this.id} disconnected (${code}${reason ? ` ${reason}` : ''})`));
+    }
+    this.#pending.clear();
+    this.#credit.clear();
+    this.handlers.onClose(this, code, reason);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
