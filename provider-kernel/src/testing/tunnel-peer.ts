@@ -31,6 +31,8 @@ export interface PeerOptions {
   readonly autoCredit?: boolean;
   /** Skip the welcome (to test handshake timeouts). */
   readonly silent?: boolean;
+  /** Close every connection at once (to watch the provider's backoff). */
+  readonly rejectAll?: boolean;
 }
 
 export interface ReceivedMessage {
@@ -83,6 +85,10 @@ export class TunnelTestPeer {
 
   private onConnection(ws: WebSocket): void {
     this.connectTimes.push(Date.now());
+    if (this.o.rejectAll) {
+      ws.close(1011, 'test peer rejects everyone');
+      return;
+    }
     const nonce = randomBytes(32).toString('hex');
     let authed = false;
     ws.on('message', (data: Buffer, isBinary) => {
