@@ -6,7 +6,7 @@ import { discoverKernelspecs } from './kernelspecs.ts';
 import { tunnelUrl } from './link.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import type { ExecutionMeter } from './metering.ts';
-import { Provider } from './provider.ts';
+import { Provider, type ProviderOptions } from './provider.ts';
 import { ProviderConfigError } from './errors.ts';
 
 export interface StartProviderOptions {
@@ -30,6 +30,10 @@ export interface StartProviderOptions {
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
   readonly waitForConnection?: boolean;
+  /** Tunnel tuning (backoff, timeouts, frame limit). */
+  readonly link?: ProviderOptions['link'];
+  /** Flow-control tuning (high-water mark, per-kernel queue bound). */
+  readonly outbox?: ProviderOptions['outbox'];
 }
 
 export interface RunningProvider {
@@ -69,6 +73,8 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.meter ? { meter: opts.meter } : {}),
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
+    ...(opts.link ? { link: opts.link } : {}),
+    ...(opts.outbox ? { outbox: opts.outbox } : {}),
   });
   provider.start();
   if (opts.waitForConnection) await provider.link.whenOpen();

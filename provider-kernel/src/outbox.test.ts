@@ -86,6 +86,19 @@ describe('outbox flow control', () => {
     expect(notices).toEqual([50 - (tags.length - 3)]);
   });
 
+  it('never hands the socket a frame the tunnel cannot carry', () => {
+    const reasons: string[] = [];
+    const out = new Outbox({ maxFrameBytes: 5000, dropNotice: (_id, count, bytes) => frame(`n${count}:${bytes}`, 100), onDrop: (_id, r) => reasons.push(r) });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock, 1 << 20);
+    out.enqueue('k', { frame: frame('big', 6000), droppable: false });
+    out.enqueue('k', { frame: frame('ok', 100), droppable: false });
+    sock.drain();
+    expect(sock.sent.map(tagOf)).toEqual(['n1:6000', 'ok']);
+    expect(reasons).toEqual(['frame too large']);
+  });
+
   it('round-robin keeps every kernel moving and per-kernel order intact (seeded)', () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const rand = prng(seed);

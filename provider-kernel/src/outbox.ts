@@ -32,7 +32,10 @@ export interface OutboxOptions {
   readonly maxQueuedBytes?: number;
   /** Builds the frame that tells the user `count` output messages (`bytes`) were dropped. */
   readonly dropNotice?: (kernelId: string, count: number, bytes: number, parent: Buffer | undefined) => Buffer | undefined;
-  readonly onDrop?: (kernelId: string, count: number, bytes: number) => void;
+  /** Called when a kernel starts losing output (once per gap, not per frame). */
+  readonly onDrop?: (kernelId: string, reason: 'queue full' | 'frame too large') => void;
+  /** Frames larger than this can never cross the tunnel (the gateway closes it with 1009): dropped like overflow. */
+  readonly maxFrameBytes?: number;
 }
 
 interface Lane {
@@ -105,6 +108,18 @@ export class Outbox {
   enqueue(id: string, f: QueuedFrame): void {
     const lane = this.lanes.get(id);
     if (!lane) return;
+    if (f.frame.length > (this.o.maxFrameBytes ?? Infinity)) {
+      if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'frame too large');
+      lane.dropped++;
+      lane.droppedBytes += f.frame.length;
+      lane.lastDroppedParent = f.parent;
+      if (!lane.noticeQueued) {
+        lane.queue.push('notice');
+        lane.noticeQueued = true;
+      }
+      this.pump();
+      return;
+    }
     lane.queue.push(f);
     lane.queuedBytes += f.frame.length;
     if (lane.queuedBytes > this.maxQueued) this.shed(lane);
@@ -131,6 +146,7 @@ export class Outbox {
 
   private shed(lane: Lane): void {
     // Drop the oldest droppable frames until the lane is back under its bound.
+    if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'queue full');
     for (let i = lane.head; i < lane.queue.length && lane.queuedBytes > this.maxQueued; i++) {
       const f = lane.queue[i];
       if (f === undefined || f === 'notice' || !f.droppable) continue;
@@ -146,7 +162,6 @@ export class Outbox {
         i--;
       }
     }
-    this.o.onDrop?.(lane.id, lane.dropped, lane.droppedBytes);
   }
 
   private pump(): void {

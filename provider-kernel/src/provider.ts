@@ -6,6 +6,7 @@ import { makeMessage, validateHeader, type Channel } from '@kinesis/protocol/jup
 import { encodeV1, splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
 import {
   encodeControl,
+  DEFAULT_MAX_TUNNEL_FRAME,
   encodeKernelFrame,
   validateControl,
   type HardwareInfo,
@@ -69,7 +70,8 @@ export class Provider {
     this.outbox = new Outbox({
       ...o.outbox,
       dropNotice: (id, count, bytes, parent) => this.dropNotice(id, count, bytes, parent),
-      onDrop: (id, count, bytes) => o.logger.warn('kernel output dropped: queue full', { kernelId: id, count, bytes }),
+      maxFrameBytes: o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME,
+      onDrop: (id, reason) => o.logger.warn('kernel output is being dropped', { kernelId: id, reason }),
     });
     this.link = new TunnelLink(
       { gatewayUrl: o.gatewayUrl, logger: o.logger, ...o.link },
@@ -245,6 +247,7 @@ export class Provider {
   }
 
   private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {
+    this.o.logger.warn('kernel output dropped', { kernelId, count, bytes });
     let parentHeader = {};
     try {
       if (parent) parentHeader = validateHeader(JSON.parse(parent.toString('utf8')));
