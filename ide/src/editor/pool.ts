@@ -1,0 +1,165 @@
+// Monaco editors for the cells on screen only. A cell scrolled into view borrows an
+// editor from the pool and gives it back when it scrolls out; text models (one per
+// cell, bound to its Y.Text) outlive the editors, so undo history and cursor
+// survive scrolling. Creating an editor costs milliseconds; 1,000 of them would
+// cost most of a minute, which is why the list is virtualized around this pool.
+import type * as Y from 'yjs';
+import { TextBinding } from './binding.ts';
+import { monaco } from './monaco.ts';
+
+export interface CellEditorHandlers {
+  /** Shift/Ctrl/Alt+Enter: how to run. */
+  run(mode: 'advance' | 'stay' | 'insert'): void;
+  /** Escape (when no widget is open): back to command mode. */
+  escape(): void;
+  /** The editor gained or lost focus. */
+  focus(focused: boolean): void;
+  /** Content height changed (px). */
+  height(px: number): void;
+}
+
+export interface PooledEditor {
+  readonly editor: monaco.editor.IStandaloneCodeEditor;
+  readonly host: HTMLDivElement;
+  cellId: string | undefined;
+  handlers: CellEditorHandlers | undefined;
+}
+
+interface ModelEntry {
+  readonly model: monaco.editor.ITextModel;
+  readonly binding: TextBinding;
+}
+
+const LINE_HEIGHT = 19;
+const PADDING = 6;
+
+/** Height a cell's editor will have for `lines` lines; the list uses it to estimate unmeasured cells. */
+export const editorHeightFor = (lines: number): number => Math.max(1, lines) * LINE_HEIGHT + 2 * PADDING;
+
+export class EditorPool {
+  readonly #free: PooledEditor[] = [];
+  readonly #used = new Set<PooledEditor>();
+  readonly #models = new Map<string, ModelEntry>();
+  #width = 600;
+  #disposed = false;
+  created = 0;
+
+  modelFor(cellId: string, text: Y.Text, language: string): monaco.editor.ITextModel {
+    let m = this.#models.get(cellId);
+    if (m && m.binding.text !== text) {
+      this.disposeModel(cellId);
+      m = undefined;
+    }
+    if (!m) {
+      const model = monaco.editor.createModel(text.toString(), language, monaco.Uri.parse(`inmemory://cell/${encodeURIComponent(cellId)}`));
+      model.updateOptions({ tabSize: 4, insertSpaces: true });
+      m = { model, binding: new TextBinding(text, model) };
+      this.#models.set(cellId, m);
+    } else if (m.model.getLanguageId() !== language) {
+      monaco.editor.setModelLanguage(m.model, language);
+    }
+    return m.model;
+  }
+
+  disposeModel(cellId: string): void {
+    const m = this.#models.get(cellId);
+    if (!m) return;
+    this.#models.delete(cellId);
+    m.binding.dispose();
+    m.model.dispose();
+  }
+
+  setWidth(px: number): void {
+    if (Math.abs(px - this.#width) < 1) return;
+    this.#width = px;
+    for (const e of this.#used) this.#layout(e);
+  }
+
+  acquire(cellId: string, text: Y.Text, language: string, handlers: CellEditorHandlers): PooledEditor {
+    const e = this.#free.pop() ?? this.#create();
+    this.#used.add(e);
+    e.cellId = cellId;
+    e.handlers = handlers;
+    e.editor.setModel(this.modelFor(cellId, text, language));
+    this.#layout(e);
+    return e;
+  }
+
+  release(e: PooledEditor): void {
+    if (!this.#used.delete(e)) return;
+    e.handlers = undefined;
+    e.cellId = undefined;
+    e.editor.setModel(null);
+    e.host.remove();
+    this.#free.push(e);
+  }
+
+  #layout(e: PooledEditor): void {
+    const h = e.editor.getModel() ? e.editor.getContentHeight() : editorHeightFor(1);
+    e.host.style.height = `${h}px`;
+    e.editor.layout({ width: this.#width, height: h });
+    e.handlers?.height(h);
+  }
+
+  #create(): PooledEditor {
+    this.created++;
+    const host = document.createElement('div');
+    host.className = 'cell-editor';
+    const editor = monaco.editor.create(host, {
+      model: null,
+      minimap: { enabled: false },
+      lineNumbers: 'off',
+      glyphMargin: false,
+      folding: false,
+      lineDecorationsWidth: 6,
+      lineNumbersMinChars: 0,
+      scrollBeyondLastLine: false,
+      automaticLayout: false,
+      overviewRulerLanes: 0,
+      hideCursorInOverviewRuler: true,
+      renderLineHighlight: 'none',
+      scrollbar: { vertical: 'hidden', horizontal: 'auto', alwaysConsumeMouseWheel: false, handleMouseWheel: true, horizontalScrollbarSize: 8 },
+      fontSize: 13,
+      lineHeight: LINE_HEIGHT,
+      padding: { top: PADDING, bottom: PADDING },
+      contextmenu: false,
+      fixedOverflowWidgets: true,
+      wordBasedSuggestions: 'off',
+      quickSuggestions: false,
+      suggestOnTriggerCharacters: true,
+      tabCompletion: 'on',
+      occurrencesHighlight: 'off',
+      stickyScroll: { enabled: false },
+      ariaLabel: 'cell editor',
+    });
+    const entry: PooledEditor = { editor, host, cellId: undefined, handlers: undefined };
+    editor.onDidContentSizeChange((ev) => {
+      if (ev.contentHeightChanged) this.#layout(entry);
+    });
+    editor.onDidFocusEditorText(() => entry.handlers?.focus(true));
+    editor.onDidBlurEditorText(() => entry.handlers?.focus(false));
+    // Actions (not addCommand, whose handler is shared by every editor) so each
+    // pooled editor routes keys to the cell it currently shows.
+    const { KeyMod, KeyCode } = monaco;
+    editor.addAction({ id: 'kinesis.runAdvance', label: 'Run cell and select below', keybindings: [KeyMod.Shift | KeyCode.Enter], run: () => entry.handlers?.run('advance') });
+    editor.addAction({ id: 'kinesis.runStay', label: 'Run cell', keybindings: [KeyMod.CtrlCmd | KeyCode.Enter], run: () => entry.handlers?.run('stay') });
+    editor.addAction({ id: 'kinesis.runInsert', label: 'Run cell and insert below', keybindings: [KeyMod.Alt | KeyCode.Enter], run: () => entry.handlers?.run('insert') });
+    editor.addAction({
+      id: 'kinesis.commandMode',
+      label: 'Command mode',
+      keybindings: [KeyCode.Escape],
+      precondition: '!suggestWidgetVisible && !findWidgetVisible && !parameterHintsVisible && !editorHasMultipleSelections',
+      run: () => entry.handlers?.escape(),
+    });
+    return entry;
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const e of [...this.#used, ...this.#free]) e.editor.dispose();
+    this.#used.clear();
+    this.#free.length = 0;
+    for (const id of [...this.#models.keys()]) this.disposeModel(id);
+  }
+}
