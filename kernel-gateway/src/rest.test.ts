@@ -28,7 +28,7 @@ describe('auth', () => {
     expect((await gw.api('/api/status')).status).toBe(200);
     expect((await fetch(`${gw.url}/api/status?token=${TOKEN}`)).status).toBe(200);
     expect((await fetch(`${gw.url}/api/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
-    for (const headers of [{}, { authorization: 'token nope' }, { authorization: `token ${TOKEN}x` }, { authorization: TOKEN }]) {
+    for (const headers of [{} as Record<string, string>, { authorization: 'token nope' }, { authorization: `token ${TOKEN}x` }, { authorization: TOKEN }]) {
       const r = await fetch(`${gw.url}/api/kernels`, { headers });
       expect(r.status).toBe(403);
       expect(await r.json()).toMatchObject({ message: expect.stringContaining('token') });
