@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { getAddress } from 'ethers';
 import { InvalidArgumentError, LocalChainError } from '../errors.ts';
 
 export interface AnvilOptions {
@@ -107,7 +108,7 @@ export async function startAnvil(opts: AnvilOptions = {}): Promise<Anvil> {
     const addrs = cfg.available_accounts;
     const keys = cfg.private_keys;
     if (!Array.isArray(addrs) || !Array.isArray(keys) || addrs.length !== keys.length) throw new Error('unexpected --config-out shape');
-    devAccounts = addrs.map((a, i) => ({ address: String(a), privateKey: String(keys[i]) }));
+    devAccounts = addrs.map((a, i) => ({ address: getAddress(String(a)), privateKey: String(keys[i]) }));
   } catch (err) {
     await terminate(child);
     cleanup();
