@@ -160,3 +160,13 @@ describe('validateReceipt', () => {
     }
   });
 });
+
+describe('receiptDigest', () => {
+  it('equals ethers TypedDataEncoder.hash for several chains', async () => {
+    const { TypedDataEncoder } = await import('ethers');
+    const { receiptDigest } = await import('./receipt.ts');
+    for (const chain of [1n, 31337n, 8453n]) {
+      expect(receiptDigest(sample(), chain)).toBe(TypedDataEncoder.hash(receiptDomain(chain), RECEIPT_TYPES, sample()));
+    }
+  });
+});

@@ -17,7 +17,7 @@
 // down, and always applied to the cumulative energy, never summed per receipt, so the
 // provider is never paid more than its exact due and the shortfall never exceeds one
 // base unit over a kernel's whole life.
-import { TypedDataEncoder, getAddress, recoverAddress, Signature } from 'ethers';
+import { TypedDataEncoder, concat, getAddress, keccak256, recoverAddress, Signature } from 'ethers';
 import type { TypedDataDomain, TypedDataField } from 'ethers';
 import { KinesisError, malformed, tooBig } from './errors.ts';
 import { oneOf, record, str, uintString, ADDRESS_RE } from './validate.ts';
@@ -136,8 +136,19 @@ export function amountForEnergy(cumulativeEnergyMj: bigint, pricePerKwh: bigint)
   return (cumulativeEnergyMj * pricePerKwh) / MJ_PER_KWH; // bigint division truncates = floor for ≥ 0
 }
 
+// The struct encoder and each chain's domain separator are built once: the digest is on
+// the reply path of every execution. Same result as TypedDataEncoder.hash(domain, types, msg).
+const ENCODER = TypedDataEncoder.from(RECEIPT_TYPES);
+const DOMAIN_SEPARATORS = new Map<bigint, string>();
+
 export function receiptDigest(message: UsageReceipt, chainId: bigint | number): string {
-  return TypedDataEncoder.hash(receiptDomain(chainId), RECEIPT_TYPES, message);
+  const id = BigInt(chainId);
+  let sep = DOMAIN_SEPARATORS.get(id);
+  if (sep === undefined) {
+    sep = TypedDataEncoder.hashDomain(receiptDomain(id));
+    if (DOMAIN_SEPARATORS.size < 64) DOMAIN_SEPARATORS.set(id, sep);
+  }
+  return keccak256(concat(['0x1901', sep, ENCODER.hash(message)]));
 }
 
 /**

@@ -1,0 +1,378 @@
+// The meter a provider runs: one sampler worker for all devices, one window book per
+// device, and a signed usage receipt for every execution. See docs/metering.md.
+//
+//   const meter = await createMeter({ signer: wallet, pricePerKwh, chainId });
+//   meter.attachKernel(id, { pid, deviceIndex });      // kernel launched (deviceIndex: its GPU)
+//   meter.onExecutionStart(id, msgId);                  // status: busy for an execute_request
+//   const receipt = await meter.onExecutionEnd(id, msgId); // status: idle → put it in the reply
+//   await meter.detachKernel(id);                       // kernel gone → closing receipt
+//   await meter.dispose();
+//
+// onExecutionEnd never waits for a sample: it signs what is measured so far (well under a
+// millisecond) and the energy still on its way is carried into the next receipt.
+import { Worker } from 'node:worker_threads';
+import { KinesisError } from '@kinesis/protocol/errors';
+import { amountForEnergy, signReceipt } from '@kinesis/protocol/receipt';
+import type { DigestSigner, ReceiptMethod, ReceiptQuality, SignedReceipt, UsageReceipt } from '@kinesis/protocol/receipt';
+import { defaultNvmlLibrary } from './nvml.ts';
+import { defaultPackagePowerW } from './cpu.ts';
+import { CpuNormalizer, GpuNormalizer } from './normalize.ts';
+import { DeviceWindows, type ReceiptLines } from './windows.ts';
+import type { CpuInfo, GpuInfo, HelloMessage, MainToWorker, SamplerConfig, TickMessage, WorkerToMain } from './sampler-protocol.ts';
+
+export class MeterError extends KinesisError {
+  override name = 'MeterError';
+}
+
+export interface MeterOptions {
+  /** Signs receipts: an ethers Wallet (its signingKey signs the EIP-712 digest synchronously). */
+  readonly signer: DigestSigner;
+  /** Token base units per kWh; the same in every receipt of this meter. */
+  readonly pricePerKwh: bigint;
+  readonly chainId: bigint | number;
+  /** Sampling period, default 100 ms (10 Hz). */
+  readonly sampleIntervalMs?: number;
+  /** NVML library path; null disables GPUs. Default: KINESIS_NVML_LIB, else libnvidia-ml.so.1 / nvml.dll. */
+  readonly nvmlLibrary?: string | null;
+  readonly cpu?: {
+    /** Package power for the CPU estimate; default 10 W per logical CPU, at least 35 W. */
+    readonly packagePowerW?: number;
+    readonly raplRoot?: string;
+    readonly procRoot?: string;
+  };
+  /** A GPU counter unchanged this long while power says otherwise is stuck. Default 1000 ms. */
+  readonly stuckCounterMs?: number;
+  /** How long detachKernel waits for a sample past the detach time. Default 2000 ms. */
+  readonly detachTimeoutMs?: number;
+  /** Power cap for a GPU whose enforced limit NVML does not report. Default 1 kW. */
+  readonly gpuFallbackCapMw?: number;
+}
+
+export interface HardwareReport {
+  readonly gpus: ReadonlyArray<GpuInfo & { readonly method: ReceiptMethod; readonly capMw: number }>;
+  readonly cpu: CpuInfo & { readonly method: 'rapl' | 'estimate'; readonly packagePowerW: number; readonly capMw: number };
+  readonly nvml: { readonly library: string | null; readonly error: string | null };
+}
+
+export interface AttachOptions {
+  /** The kernel process; its process tree's CPU time is measured. */
+  readonly pid: number;
+  /** The GPU the kernel holds (NVML index); omitted: the kernel is metered on the CPU. */
+  readonly deviceIndex?: number;
+}
+
+export interface Meter {
+  describeHardware(): HardwareReport;
+  attachKernel(kernelId: string, opts: AttachOptions): void;
+  onExecutionStart(kernelId: string, msgId: string, tMs?: number): void;
+  onExecutionEnd(kernelId: string, msgId: string, tMs?: number): Promise<SignedReceipt>;
+  /** Closes the kernel's books: waits (bounded) for the last sample, returns the closing receipt. */
+  detachKernel(kernelId: string): Promise<SignedReceipt>;
+  /** Tick count and the sampler's own device-read time, for tests and benchmarks. */
+  stats(): { ticks: number; readUsTotal: number; lastTickMs: number | null };
+  dispose(): Promise<void>;
+}
+
+/** Windows shorter than this are `measured-short` (the counter updates every 20-100 ms). */
+const SHORT_MS: Partial<Record<ReceiptMethod, number>> = { 'nvml-counter': 100, 'nvml-power': 1000 };
+
+interface Device {
+  readonly label: string;
+  readonly windows: DeviceWindows;
+  readonly capMw: number;
+  readonly primary: ReceiptMethod;
+}
+
+interface KernelBook {
+  readonly device: Device;
+  seq: bigint;
+  cumulativeMj: bigint;
+  open: { msgId: string; startMs: number } | null;
+  closing: Promise<SignedReceipt> | null;
+}
+
+/** Starts the sampler worker and resolves once it has reported the hardware. Throws MeterError. */
+export async function createMeter(opts: MeterOptions): Promise<Meter> {
+  if (opts.pricePerKwh < 0n) throw new MeterError('pricePerKwh must be non-negative');
+  const periodMs = opts.sampleIntervalMs ?? 100;
+  if (!Number.isInteger(periodMs) || periodMs < 10 || periodMs > 10_000) throw new MeterError('sampleIntervalMs must be an integer in [10, 10000]');
+  const config: SamplerConfig = {
+    nvmlLibrary: opts.nvmlLibrary === undefined ? defaultNvmlLibrary() : opts.nvmlLibrary,
+    raplRoot: opts.cpu?.raplRoot ?? '/sys/class/powercap',
+    procRoot: opts.cpu?.procRoot ?? '/proc',
+    periodMs,
+  };
+  const worker = new Worker(new URL('./sampler-worker.mjs', import.meta.url), { workerData: config });
+  worker.unref(); // metering never keeps a provider process alive on its own
+  // The meter's listeners go on before the first message so that no tick is lost; ticks
+  // that arrive before the hello are dropped by the meter itself.
+  let impl: MeterImpl | null = null;
+  const early: WorkerToMain[] = [];
+  const hello = await new Promise<HelloMessage>((resolve, reject) => {
+    const fail = (e: unknown): void => {
+      void worker.terminate();
+      reject(new MeterError('the sampler worker failed to start', { cause: e }));
+    };
+    const onExit = (code: number): void => fail(new Error(`exit code ${code}`));
+    worker.once('error', fail);
+    worker.once('exit', onExit);
+    worker.on('message', (m: WorkerToMain) => {
+      if (impl) impl.onMessage(m);
+      else if (m.type === 'hello') {
+        worker.off('error', fail);
+        worker.off('exit', onExit);
+        resolve(m);
+      } else if (m.type === 'fatal') fail(new Error(m.message));
+      else early.push(m);
+    });
+  });
+  impl = new MeterImpl(opts, config, worker, hello);
+  for (const m of early) impl.onMessage(m);
+  return impl;
+}
+
+class MeterImpl implements Meter {
+  readonly #opts: MeterOptions;
+  readonly #config: SamplerConfig;
+  readonly #worker: Worker;
+  readonly #hello: HelloMessage;
+  readonly #gpuDevices: Device[];
+  readonly #gpuNorms: GpuNormalizer[];
+  readonly #cpuDevice: Device;
+  readonly #cpuNorm: CpuNormalizer;
+  readonly #cpuPackagePowerW: number;
+  readonly #books = new Map<string, KernelBook>();
+  readonly #waiters = new Set<() => void>();
+  #healthy = true;
+  #disposed: Promise<void> | null = null;
+  #ticks = 0;
+  #readUs = 0;
+  #lastTick: number | null = null;
+
+  constructor(opts: MeterOptions, config: SamplerConfig, worker: Worker, hello: HelloMessage) {
+    this.#opts = opts;
+    this.#config = config;
+    this.#worker = worker;
+    this.#hello = hello;
+    const stuckAfterMs = opts.stuckCounterMs ?? 1000;
+    this.#gpuDevices = hello.gpus.map((g) => {
+      const capMw = g.powerLimitMw ?? opts.gpuFallbackCapMw ?? 1_000_000;
+      const primary: ReceiptMethod = g.energyCounter ? 'nvml-counter' : g.powerReading ? 'nvml-power' : 'none';
+      return { label: deviceLabel(`nvidia:${g.index}:${g.name}`), windows: new DeviceWindows({ policy: 'gpu', capMw }), capMw, primary };
+    });
+    this.#gpuNorms = this.#gpuDevices.map((d) => new GpuNormalizer({ capMw: d.capMw, stuckAfterMs }));
+    const cpu = hello.cpu;
+    this.#cpuPackagePowerW = opts.cpu?.packagePowerW ?? defaultPackagePowerW(cpu.cores);
+    const packagePowerMw = Math.round(this.#cpuPackagePowerW * 1000);
+    const rapl = cpu.raplZones.length > 0;
+    const raplCap = cpu.raplZones.every((z) => z.maxPowerUw !== null) ? cpu.raplZones.reduce((a, z) => a + Math.round(z.maxPowerUw! / 1000), 0) : 2 * packagePowerMw;
+    const cpuCap = rapl ? raplCap : packagePowerMw;
+    this.#cpuNorm = new CpuNormalizer({ raplZones: rapl ? cpu.raplZones : null, capMw: cpuCap, packagePowerMw, ticksPerSecond: cpu.ticksPerSecond, cores: cpu.cores });
+    // secp256k1 builds its precomputed tables on the first signature (tens of ms): pay that
+    // now, not on the first execute_reply.
+    opts.signer.signingKey.sign('0x' + '00'.repeat(31) + '01');
+    this.#cpuDevice = { label: deviceLabel(`cpu:${cpu.model}`), windows: new DeviceWindows({ policy: 'cpu', capMw: cpuCap }), capMw: cpuCap, primary: this.#cpuNorm.method };
+    worker.on('error', (e) => this.#onDead(e));
+    worker.on('exit', () => this.#onDead(null));
+  }
+
+  describeHardware(): HardwareReport {
+    const h = this.#hello;
+    return {
+      gpus: h.gpus.map((g, i) => ({ ...g, method: this.#gpuDevices[i]!.primary, capMw: this.#gpuDevices[i]!.capMw })),
+      cpu: { ...h.cpu, method: this.#cpuNorm.method, packagePowerW: this.#cpuPackagePowerW, capMw: this.#cpuDevice.capMw },
+      nvml: { library: this.#config.nvmlLibrary, error: h.nvmlError },
+    };
+  }
+
+  stats(): { ticks: number; readUsTotal: number; lastTickMs: number | null } {
+    return { ticks: this.#ticks, readUsTotal: this.#readUs, lastTickMs: this.#lastTick };
+  }
+
+  attachKernel(kernelId: string, opts: AttachOptions): void {
+    this.#live();
+    if (this.#books.has(kernelId)) throw new MeterError(`kernel ${kernelId} is already attached`);
+    if (!Number.isInteger(opts.pid) || opts.pid <= 0) throw new MeterError('pid must be a positive integer');
+    let device = this.#cpuDevice;
+    if (opts.deviceIndex !== undefined) {
+      const d = this.#gpuDevices[opts.deviceIndex];
+      if (!d) throw new MeterError(`no GPU with index ${opts.deviceIndex} (this machine has ${this.#gpuDevices.length})`);
+      device = d;
+    }
+    device.windows.attach(kernelId, Date.now());
+    this.#books.set(kernelId, { device, seq: 0n, cumulativeMj: 0n, open: null, closing: null });
+    this.#send({ type: 'track', kernelId, pid: opts.pid, gpu: opts.deviceIndex ?? null });
+  }
+
+  onExecutionStart(kernelId: string, msgId: string, tMs: number = Date.now()): void {
+    const b = this.#book(kernelId);
+    const t = Math.round(tMs);
+    b.device.windows.start(kernelId, msgId, t);
+    b.open = { msgId, startMs: t };
+  }
+
+  onExecutionEnd(kernelId: string, msgId: string, tMs: number = Date.now()): Promise<SignedReceipt> {
+    try {
+      return Promise.resolve(this.executionEndSync(kernelId, msgId, tMs));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The synchronous core of onExecutionEnd, for a caller that must not yield. */
+  executionEndSync(kernelId: string, msgId: string, tMs: number = Date.now()): SignedReceipt {
+    const b = this.#book(kernelId);
+    const t = Math.round(tMs);
+    b.device.windows.end(kernelId, msgId, t);
+    // An end without its start (the provider missed a status message) gets an empty window.
+    const startMs = b.open?.msgId === msgId ? Math.min(b.open.startMs, t) : t;
+    b.open = null;
+    return this.#sign(kernelId, b, b.device.windows.take(kernelId, msgId), msgId, startMs, t);
+  }
+
+  detachKernel(kernelId: string): Promise<SignedReceipt> {
+    const b = this.#books.get(kernelId);
+    if (!b) return Promise.reject(new MeterError(`kernel ${kernelId} is not attached`));
+    b.closing ??= this.#close(kernelId, b);
+    return b.closing;
+  }
+
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      this.#healthy = false;
+      for (const w of this.#waiters) w();
+      await Promise.allSettled([...this.#books.values()].map((b) => b.closing).filter((p) => p !== null));
+      this.#send({ type: 'stop' });
+      await this.#worker.terminate();
+    })();
+    return this.#disposed;
+  }
+
+  async #close(kernelId: string, b: KernelBook): Promise<SignedReceipt> {
+    const t = Date.now();
+    const w = b.device.windows;
+    w.detach(kernelId, t);
+    const deadline = t + (this.#opts.detachTimeoutMs ?? 2000);
+    while (!w.isClosed(kernelId) && this.#healthy && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.#waiters.delete(done);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(1, deadline - Date.now()));
+        this.#waiters.add(done);
+      });
+    }
+    // No sample past the detach time arrived (sampler stopped or slow): close at what is measured.
+    const lines = w.take(kernelId, null);
+    const open = b.open;
+    const msgId = open?.msgId ?? '';
+    const end = Math.max(lines.toMs, open?.startMs ?? 0);
+    const receipt = this.#sign(kernelId, b, lines, msgId, open ? open.startMs : end, end);
+    w.forget(kernelId);
+    this.#books.delete(kernelId);
+    this.#send({ type: 'untrack', kernelId });
+    return receipt;
+  }
+
+  #sign(kernelId: string, b: KernelBook, lines: ReceiptLines, msgId: string, startMs: number, endMs: number): SignedReceipt {
+    const total = BigInt(lines.execMj + lines.idleMj + lines.carriedMj);
+    b.cumulativeMj += total;
+    b.seq += 1n;
+    const method: ReceiptMethod = lines.method ?? (this.#healthy ? b.device.primary : 'none');
+    const quality = qualityOf(method, endMs - startMs, msgId !== '');
+    // A short window's split between it and its neighbours is interpolation: its own size is the bound.
+    const uncertainty = lines.uncertaintyMj + (quality === 'measured-short' ? lines.execMj : 0);
+    const price = this.#opts.pricePerKwh;
+    const message: UsageReceipt = {
+      provider: this.#opts.signer.address,
+      kernelId,
+      msgId,
+      seq: b.seq.toString(),
+      fromMs: String(lines.fromMs),
+      toMs: String(lines.toMs),
+      startMs: String(startMs),
+      endMs: String(endMs),
+      energyMj: String(lines.execMj),
+      idleEnergyMj: String(lines.idleMj),
+      carriedMj: String(lines.carriedMj),
+      uncertaintyMj: String(uncertainty),
+      method,
+      quality,
+      split: lines.split,
+      device: b.device.label,
+      powerCapMw: String(b.device.capMw),
+      pricePerKwh: price.toString(),
+      cumulativeEnergyMj: b.cumulativeMj.toString(),
+      cumulativeAmount: amountForEnergy(b.cumulativeMj, price).toString(),
+    };
+    return signReceipt(this.#opts.signer, message, this.#opts.chainId);
+  }
+
+  /** @internal Sampler messages, delivered by createMeter's listener. */
+  onMessage(m: WorkerToMain): void {
+    if (m.type === 'fatal') {
+      console.error('[meter] sampler error:', m.message);
+      return;
+    }
+    if (m.type !== 'tick') return;
+    this.#ingest(m);
+    for (const w of [...this.#waiters]) w();
+  }
+
+  #ingest(m: TickMessage): void {
+    this.#ticks++;
+    this.#readUs += m.readUs;
+    this.#lastTick = m.tMs;
+    for (const g of m.gpus) {
+      const iv = this.#gpuNorms[g.index]?.push({ tMs: m.tMs, counterMj: g.counterMj, powerMw: g.powerMw, utilGpu: g.utilGpu, ...(g.weights ? { weights: g.weights } : {}) });
+      if (iv) this.#gpuDevices[g.index]!.windows.push(iv);
+    }
+    const iv = this.#cpuNorm.push({ tMs: m.tMs, raplUj: m.cpu.raplUj, kernelTicks: m.cpu.kernelTicks, systemBusyTicks: m.cpu.systemBusyTicks });
+    if (iv) this.#cpuDevice.windows.push(iv);
+  }
+
+  #onDead(e: unknown): void {
+    if (!this.#healthy) return;
+    this.#healthy = false;
+    if (e) console.error('[meter] sampler worker died; receipts now say method "none":', e);
+    for (const w of [...this.#waiters]) w();
+  }
+
+  #book(kernelId: string): KernelBook {
+    const b = this.#books.get(kernelId);
+    if (!b) throw new MeterError(`kernel ${kernelId} is not attached`);
+    return b;
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new MeterError('the meter is disposed');
+  }
+
+  #send(m: MainToWorker): void {
+    if (!this.#healthy && m.type !== 'stop') return;
+    try {
+      this.#worker.postMessage(m);
+    } catch {
+      // the worker is gone; #onDead has handled it
+    }
+  }
+}
+
+function qualityOf(method: ReceiptMethod, windowMs: number, isExecution: boolean): ReceiptQuality {
+  switch (method) {
+    case 'nvml-counter':
+    case 'nvml-power':
+      return isExecution && windowMs < (SHORT_MS[method] ?? 0) ? 'measured-short' : 'measured';
+    case 'rapl':
+      return 'vendor-modelled';
+    default:
+      return 'estimated';
+  }
+}
+
+/** Receipt device strings are printable ASCII, at most 200 characters. */
+function deviceLabel(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) || 'unknown';
+}

@@ -1,0 +1,157 @@
+// The sampler: a worker thread that reads every device about 10 times a second and
+// posts timestamped raw readings to the meter. Device reads (NVML calls, sysfs and procfs
+// files) block, so they live here and never delay the event loop that relays kernel
+// messages. All interpretation happens on the main thread (normalize.ts, windows.ts).
+import { parentPort, workerData } from 'node:worker_threads';
+import { Nvml } from './nvml.ts';
+import { clockTicksPerSecond, cpuCount, cpuModel, findRaplZones, processTree, readProcTicks, readRaplUj, readSystemTicks } from './cpu.ts';
+import type { CpuTick, GpuInfo, GpuTick, MainToWorker, SamplerConfig, WorkerToMain } from './sampler-protocol.ts';
+
+/** How often (in ticks) process trees are re-walked; CPU times are read every tick. */
+const TREE_REFRESH_TICKS = 10;
+/** Per-process SM samples older than this no longer describe who is using the GPU. */
+const PROC_WEIGHT_TTL_MS = 1000;
+
+const port = parentPort;
+if (!port) throw new Error('sampler-worker must run in a worker thread');
+const config = workerData as SamplerConfig;
+const post = (m: WorkerToMain): void => port.postMessage(m);
+
+interface Tracked {
+  readonly pid: number;
+  readonly gpu: number | null;
+  tree: number[];
+}
+const tracked = new Map<string, Tracked>();
+
+let nvml: Nvml | null = null;
+let nvmlError: string | null = null;
+const gpus: Array<{ info: GpuInfo; handle: unknown; lastSeenUs: bigint; weights: Map<string, number> | null; weightsAt: number }> = [];
+
+function probe<T>(f: () => T): T | null {
+  try {
+    return f();
+  } catch {
+    return null;
+  }
+}
+
+if (config.nvmlLibrary !== null) {
+  try {
+    nvml = Nvml.open(config.nvmlLibrary);
+    const n = nvml.deviceCount();
+    for (let index = 0; index < n; index++) {
+      const h = nvml.handle(index);
+      const mem = probe(() => nvml!.memory(h));
+      gpus.push({
+        handle: h,
+        lastSeenUs: 0n,
+        weights: null,
+        weightsAt: 0,
+        info: {
+          index,
+          name: probe(() => nvml!.name(h)) ?? `GPU ${index}`,
+          memoryTotalBytes: mem?.totalBytes ?? 0,
+          memoryUsedBytes: mem?.usedBytes ?? 0,
+          powerLimitMw: probe(() => nvml!.enforcedPowerLimitMw(h)),
+          energyCounter: probe(() => nvml!.totalEnergyMj(h)) !== null,
+          powerReading: probe(() => nvml!.powerMw(h)) !== null,
+          processUtilization: probe(() => nvml!.processUtilization(h, 0n)) !== null,
+        },
+      });
+    }
+  } catch (e) {
+    nvmlError = e instanceof Error ? e.message : String(e);
+    nvml?.close();
+    nvml = null;
+    gpus.length = 0;
+  }
+}
+
+const raplZones = findRaplZones(config.raplRoot);
+post({
+  type: 'hello',
+  gpus: gpus.map((g) => g.info),
+  cpu: { model: cpuModel(config.procRoot), cores: cpuCount(), ticksPerSecond: clockTicksPerSecond(), raplZones: raplZones.map(({ name, maxRangeUj, maxPowerUw }) => ({ name, maxRangeUj, maxPowerUw })) },
+  nvmlError,
+});
+
+let tickNo = 0;
+function tick(): void {
+  const began = performance.now();
+  if (tickNo++ % TREE_REFRESH_TICKS === 0) for (const t of tracked.values()) t.tree = processTree(t.pid, config.procRoot);
+  const tMs = Date.now();
+  const gpuTicks: GpuTick[] = gpus.map((g) => {
+    const h = g.handle;
+    const counterMj = g.info.energyCounter ? probe(() => nvml!.totalEnergyMj(h)) : null;
+    const powerMw = g.info.powerReading ? probe(() => nvml!.powerMw(h)) : null;
+    const utilGpu = probe(() => nvml!.utilizationGpu(h));
+    const out: { index: number; counterMj: bigint | null; powerMw: number | null; utilGpu: number | null; weights?: Map<string, number> } = { index: g.info.index, counterMj, powerMw, utilGpu };
+    const mine = [...tracked.entries()].filter(([, t]) => t.gpu === g.info.index);
+    if (g.info.processUtilization && mine.length > 0) {
+      const samples = probe(() => nvml!.processUtilization(h, g.lastSeenUs));
+      if (samples && samples.length > 0) {
+        const w = new Map<string, number>(mine.map(([k]) => [k, 0]));
+        for (const s of samples) {
+          if (s.timeStampUs > g.lastSeenUs) g.lastSeenUs = s.timeStampUs;
+          const owner = mine.find(([, t]) => t.pid === s.pid || t.tree.includes(s.pid));
+          if (owner) w.set(owner[0], (w.get(owner[0]) ?? 0) + s.smUtil);
+        }
+        g.weights = w;
+        g.weightsAt = tMs;
+      }
+      if (g.weights && tMs - g.weightsAt <= PROC_WEIGHT_TTL_MS) out.weights = g.weights;
+    }
+    return out;
+  });
+  const kernelTicks = new Map<string, number>();
+  for (const [k, t] of tracked) {
+    let sum = 0;
+    for (const pid of [t.pid, ...t.tree]) sum += readProcTicks(pid, config.procRoot) ?? 0;
+    kernelTicks.set(k, sum);
+  }
+  const cpu: CpuTick = {
+    raplUj: raplZones.length > 0 ? raplZones.map(readRaplUj) : null,
+    systemBusyTicks: raplZones.length > 0 ? (readSystemTicks(config.procRoot)?.busy ?? null) : null,
+    kernelTicks,
+  };
+  post({ type: 'tick', tMs, gpus: gpuTicks, cpu, readUs: Math.round((performance.now() - began) * 1000) });
+}
+
+// A self-correcting schedule: each tick aims at the next multiple of the period, so a slow
+// read shortens the following wait instead of drifting.
+let timer: NodeJS.Timeout | null = null;
+let next = performance.now();
+function schedule(): void {
+  next += config.periodMs;
+  const now = performance.now();
+  if (next < now) next = now + config.periodMs;
+  timer = setTimeout(() => {
+    try {
+      tick();
+    } catch (e) {
+      post({ type: 'fatal', message: e instanceof Error ? e.message : String(e) });
+    }
+    schedule();
+  }, next - now);
+}
+tick();
+schedule();
+
+port.on('message', (m: MainToWorker) => {
+  switch (m.type) {
+    case 'track':
+      tracked.set(m.kernelId, { pid: m.pid, gpu: m.gpu, tree: processTree(m.pid, config.procRoot) });
+      break;
+    case 'untrack':
+      tracked.delete(m.kernelId);
+      break;
+    case 'stop':
+      if (timer) clearTimeout(timer);
+      timer = null;
+      nvml?.close();
+      nvml = null;
+      port.close();
+      break;
+  }
+});
