@@ -61,8 +61,12 @@ describe('kernelspecs', () => {
     await peer({ pricePerKwh: 300n });
     const gpu = await peer({ hardware: gpuHardware('NVIDIA GeForce RTX 4090', 24564), pricePerKwh: 2000n });
     const { body } = await gw.api('/api/kernelspecs');
-    expect(Object.keys(body.kernelspecs).sort()).toEqual(['python3-cpu', 'python3-nvidia-rtx-4090-24g']);
-    expect(body.default).toBe('python3-cpu');
+    expect(Object.keys(body.kernelspecs).sort()).toEqual(['python3', 'python3-cpu', 'python3-nvidia-rtx-4090-24g']);
+    // The bare name is on offer too (cheapest of any hardware) and is the default, as in Jupyter.
+    expect(body.default).toBe('python3');
+    expect(body.kernelspecs['python3'].spec.display_name).toBe('Python 3 (ipykernel) · cheapest available (CPU / NVIDIA RTX 4090 24 GB) · from 300 per kWh');
+    expect(body.kernelspecs['python3'].spec.metadata.kinesis).toMatchObject({ alias: true, hardwareClass: 'any', hardwareClasses: ['cpu', 'nvidia-rtx-4090-24g'], pricePerKwh: '300' });
+    expect(body.kernelspecs['python3'].spec.metadata.kinesis.providers).toHaveLength(3);
     const c = body.kernelspecs['python3-cpu'];
     expect(c.name).toBe('python3-cpu');
     expect(c.spec).toMatchObject({ language: 'python', argv: expect.any(Array), env: {}, interrupt_mode: 'signal' });
@@ -87,7 +91,7 @@ describe('kernelspecs', () => {
 
   it('drops a provider\'s specs when it disconnects', async () => {
     const p = await peer();
-    expect(Object.keys((await gw.api('/api/kernelspecs')).body.kernelspecs)).toEqual(['python3-cpu']);
+    expect(Object.keys((await gw.api('/api/kernelspecs')).body.kernelspecs)).toEqual(['python3', 'python3-cpu']);
     await p.close();
     await until(async () => Object.keys((await gw.api('/api/kernelspecs')).body.kernelspecs).length === 0);
   });

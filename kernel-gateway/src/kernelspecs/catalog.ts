@@ -3,7 +3,7 @@
 // `python3-cpu`. Models follow Jupyter Server's /api/kernelspecs
 // (jupyter_server/services/kernelspecs/handlers.py `kernelspec_model`).
 import type { HardwareClass } from './naming.ts';
-import { displayName, gatewaySpecName } from './naming.ts';
+import { aliasDisplayName, displayName, gatewaySpecName } from './naming.ts';
 import type { KernelSpecAd } from '@kinesis/protocol/tunnel';
 
 /** What the catalog needs from a provider (a ProviderLink has all of it). */
@@ -25,7 +25,10 @@ export interface SpecOffer<P extends OfferSource = OfferSource> {
 export interface CatalogEntry<P extends OfferSource = OfferSource> {
   readonly name: string;
   readonly baseSpec: string;
+  /** The hardware class; for an alias, that of its cheapest offer. */
   readonly cls: HardwareClass;
+  /** The bare base name (`python3`): the cheapest provider of any hardware class. */
+  readonly alias: boolean;
   /** Cheapest first. */
   readonly offers: readonly SpecOffer<P>[];
 }
@@ -53,19 +56,31 @@ export function buildCatalog<P extends OfferSource>(providers: Iterable<P>): Map
       e.offers.push({ provider: p, ad });
     }
   }
-  const out = new Map<string, CatalogEntry<P>>();
-  for (const name of [...byName.keys()].sort()) {
-    const e = byName.get(name)!;
-    e.offers.sort((a, b) => (a.provider.pricePerKwh === b.provider.pricePerKwh ? 0 : a.provider.pricePerKwh < b.provider.pricePerKwh ? -1 : 1));
-    out.set(name, { name, baseSpec: e.baseSpec, cls: e.cls, offers: e.offers });
+  const byPrice = (a: SpecOffer<P>, b: SpecOffer<P>): number =>
+    a.provider.pricePerKwh === b.provider.pricePerKwh ? 0 : a.provider.pricePerKwh < b.provider.pricePerKwh ? -1 : 1;
+  // Aliases: the provider's own name (`python3`) means "cheapest, any hardware". Notebooks
+  // saved elsewhere name `python3` in their metadata, and Jupyter Server as a gateway client
+  // keeps `python3` as its default until it has fetched ours once, so that name must be on offer.
+  const aliases = new Map<string, SpecOffer<P>[]>();
+  for (const e of byName.values()) {
+    if (byName.has(e.baseSpec)) continue;
+    const list = aliases.get(e.baseSpec) ?? [];
+    list.push(...e.offers);
+    aliases.set(e.baseSpec, list);
   }
-  return out;
+  const all = new Map<string, CatalogEntry<P>>();
+  for (const [name, e] of byName) all.set(name, { name, baseSpec: e.baseSpec, cls: e.cls, alias: false, offers: e.offers.sort(byPrice) });
+  for (const [name, offers] of aliases) {
+    offers.sort(byPrice);
+    all.set(name, { name, baseSpec: name, cls: offers[0]!.provider.hardwareClass, alias: true, offers });
+  }
+  return new Map([...all.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** The spec `default` names: the cheapest `python3` on offer, else the cheapest of any; '' when nothing is offered. */
+/** The spec `default` names: `python3` (cheapest of any hardware) when offered, else the cheapest alias; '' when nothing is offered. */
 export function defaultSpecName(catalog: ReadonlyMap<string, CatalogEntry>): string {
   let best: CatalogEntry | undefined;
-  const rank = (e: CatalogEntry): [number, bigint] => [e.baseSpec === 'python3' ? 0 : 1, e.offers[0]?.provider.pricePerKwh ?? 0n];
+  const rank = (e: CatalogEntry): [number, bigint] => [(e.baseSpec === 'python3' ? 0 : 2) + (e.alias ? 0 : 1), e.offers[0]?.provider.pricePerKwh ?? 0n];
   for (const e of catalog.values()) {
     if (!best) {
       best = e;
@@ -78,12 +93,10 @@ export function defaultSpecName(catalog: ReadonlyMap<string, CatalogEntry>): str
   return best?.name ?? '';
 }
 
-/** Provider kernelspec names of the form `<base>-<class>` resolve exactly; a bare base name (`python3`) resolves to every class offering it. */
+/** The offers behind a kernelspec name: one hardware class (`python3-cpu`) or, for an alias (`python3`), every class. */
 export function offersFor<P extends OfferSource>(catalog: ReadonlyMap<string, CatalogEntry<P>>, name: string): SpecOffer<P>[] | undefined {
-  const exact = catalog.get(name);
-  if (exact) return [...exact.offers];
-  const any = [...catalog.values()].filter((e) => e.baseSpec === name).flatMap((e) => e.offers);
-  return any.length > 0 ? any : undefined;
+  const e = catalog.get(name);
+  return e ? [...e.offers] : undefined;
 }
 
 export function specModel(entry: CatalogEntry, loadOf: (providerId: string) => number): KernelSpecModel {
@@ -93,6 +106,7 @@ export function specModel(entry: CatalogEntry, loadOf: (providerId: string) => n
   const max = prices[prices.length - 1]!;
   const latencies = entry.offers.map((o) => o.provider.latencyMs).filter((l): l is number => l !== undefined);
   const spec = cheapest.ad.spec;
+  const classes = [...new Map(entry.offers.map((o) => [o.provider.hardwareClass.slug, o.provider.hardwareClass])).values()];
   const resources: Record<string, string> = {};
   for (const file of Object.keys(cheapest.ad.resources)) {
     // Jupyter Server keys logos by file name without extension (`logo-64x64`), other files by name.
@@ -104,14 +118,16 @@ export function specModel(entry: CatalogEntry, loadOf: (providerId: string) => n
     spec: {
       argv: spec.argv,
       env: {},
-      display_name: displayName(spec.display_name, entry.cls, min, max),
+      display_name: entry.alias ? aliasDisplayName(spec.display_name, classes, min, max) : displayName(spec.display_name, entry.cls, min, max),
       language: spec.language,
       interrupt_mode: spec.interrupt_mode ?? 'signal',
       metadata: {
         ...(spec.metadata ?? {}),
         kinesis: {
           baseSpec: entry.baseSpec,
-          hardwareClass: entry.cls.slug,
+          alias: entry.alias,
+          hardwareClasses: classes.map((c) => c.slug),
+          hardwareClass: entry.alias ? 'any' : entry.cls.slug,
           hardware: entry.cls.label,
           gpu: entry.cls.gpu,
           gpuCount: entry.cls.gpuCount,

@@ -66,3 +66,9 @@ export function displayName(baseDisplay: string, cls: HardwareClass, minPrice: b
   const price = minPrice === maxPrice ? formatPrice(minPrice) : `from ${formatPrice(minPrice)}`;
   return `${baseDisplay} · ${cls.label} · ${price} per kWh`;
 }
+
+/** For the bare base name: `Python 3 (ipykernel) · cheapest available (CPU / NVIDIA RTX 4090 24 GB) · from 300 per kWh`. */
+export function aliasDisplayName(baseDisplay: string, classes: readonly HardwareClass[], minPrice: bigint, maxPrice: bigint): string {
+  const price = minPrice === maxPrice ? formatPrice(minPrice) : `from ${formatPrice(minPrice)}`;
+  return `${baseDisplay} · cheapest available (${classes.map((c) => c.label).join(' / ')}) · ${price} per kWh`;
+}
