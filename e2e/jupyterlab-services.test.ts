@@ -116,7 +116,7 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
     await run('import json');
     const c = await kernel.requestComplete({ code: 'json.du', cursor_pos: 7 });
     expect(c.content.status).toBe('ok');
-    expect((c.content as { matches: string[] }).matches).toContain('json.dumps');
+    expect((c.content as { matches: string[] }).matches.some((m) => m.endsWith('dumps'))).toBe(true);
     const i = await kernel.requestInspect({ code: 'json.dumps', cursor_pos: 10, detail_level: 0 });
     expect(i.content.status).toBe('ok');
     expect(JSON.stringify((i.content as { data: unknown }).data)).toContain('Serialize');
