@@ -6,9 +6,12 @@ describe('kinesis-provider flags', () => {
     const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
     expect(r).toEqual({
       help: false,
-      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info' },
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n },
     });
     expect(parseCli(['--help'])).toEqual({ help: true });
+    const off = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--no-metering']);
+    expect(off.help === false && off.config.chainId).toBe(undefined);
+    expect(() => parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--chain-id', '0x1'])).toThrow(/chain-id/);
   });
 
   it('rejects bad input with clear messages', () => {

@@ -18,6 +18,8 @@ Options:
   --name <name>        name shown to users (default: the host name)
   --kernelspec-dir <d> search this kernelspec dir instead of Jupyter's standard ones (repeatable)
   --max-kernels <n>    most kernels at once (default 16)
+  --chain-id <n>       chain id the usage receipts are signed for (default 31337, local anvil)
+  --no-metering        run without the energy meter (replies carry no receipts)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
@@ -31,6 +33,8 @@ export interface CliConfig {
   readonly kernelspecDirs?: string[];
   readonly maxKernels: number;
   readonly logLevel: LogLevel;
+  /** undefined: metering off. */
+  readonly chainId: bigint | undefined;
 }
 
 export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
@@ -51,6 +55,8 @@ export function parseCli(argv: readonly string[]): CliResult {
         'kernelspec-dir': { type: 'string', multiple: true },
         'max-kernels': { type: 'string' },
         'log-level': { type: 'string' },
+        'chain-id': { type: 'string' },
+        'no-metering': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -75,6 +81,8 @@ export function parseCli(argv: readonly string[]): CliResult {
   if (typeof maxText !== 'string' || !/^[1-9][0-9]{0,3}$/.test(maxText)) throw new ProviderConfigError('--max-kernels must be a whole number from 1 to 9999');
   const level = values['log-level'] ?? 'info';
   if (level !== 'debug' && level !== 'info' && level !== 'warn' && level !== 'error') throw new ProviderConfigError('--log-level must be debug, info, warn or error');
+  const chainText = values['chain-id'] ?? '31337';
+  if (typeof chainText !== 'string' || !/^[1-9][0-9]{0,19}$/.test(chainText)) throw new ProviderConfigError('--chain-id must be a positive whole number');
   const dirs = values['kernelspec-dir'];
   return {
     help: false,
@@ -86,6 +94,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       ...(Array.isArray(dirs) ? { kernelspecDirs: dirs } : {}),
       maxKernels: Number(maxText),
       logLevel: level,
+      chainId: values['no-metering'] ? undefined : BigInt(chainText),
     },
   };
 }

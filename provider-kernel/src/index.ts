@@ -6,6 +6,7 @@ import { discoverKernelspecs } from './kernelspecs.ts';
 import { tunnelUrl } from './link.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import type { ExecutionMeter } from './metering.ts';
+import { createProviderMeter, type ProviderMeter } from './meter-adapter.ts';
 import { Provider, type ProviderOptions } from './provider.ts';
 import { ProviderConfigError } from './errors.ts';
 
@@ -21,7 +22,12 @@ export interface StartProviderOptions {
   /** Kernelspec directories to search instead of Jupyter's standard ones. */
   readonly kernelspecDirs?: readonly string[];
   readonly logger?: Logger;
-  /** Metering hook (src/meter); without one, replies carry no receipts. */
+  /**
+   * Energy metering (src/meter): on by default, signing receipts for chain `chainId`
+   * (default 31337, the local anvil of `npm start`). `false` runs without receipts.
+   * `meter` replaces the built-in meter (tests, other hardware).
+   */
+  readonly metering?: false | { readonly chainId?: bigint | number; readonly sampleIntervalMs?: number; readonly nvmlLibrary?: string | null };
   readonly meter?: ExecutionMeter;
   /** nvidia-smi to query; false to skip GPU detection. */
   readonly nvidiaSmi?: string | false;
@@ -54,10 +60,33 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
   if (price < 0n || price > MAX_PRICE) throw new ProviderConfigError('pricePerKwh must be between 0 and 2^256-1');
   if (opts.name !== undefined && (opts.name.length === 0 || opts.name.length > 128)) throw new ProviderConfigError('name must be 1 to 128 characters');
   const identity = await loadOrCreateIdentity(opts.dataDir);
-  const [hardware, kernelspecs] = await Promise.all([
-    detectHardware({ logger, ...(opts.nvidiaSmi !== undefined ? { nvidiaSmi: opts.nvidiaSmi } : {}) }),
+  let builtIn: ProviderMeter | undefined;
+  if (!opts.meter && opts.metering !== false) {
+    const m = opts.metering ?? {};
+    try {
+      builtIn = await createProviderMeter({
+        signer: identity.wallet,
+        pricePerKwh: price,
+        chainId: m.chainId ?? 31337,
+        logger,
+        ...(m.sampleIntervalMs !== undefined ? { sampleIntervalMs: m.sampleIntervalMs } : {}),
+        ...(m.nvmlLibrary !== undefined ? { nvmlLibrary: m.nvmlLibrary } : {}),
+        onClosingReceipt: (kernelId, r) =>
+          logger.info('closing receipt', { kernelId, seq: r.message.seq, cumulativeEnergyMj: r.message.cumulativeEnergyMj, cumulativeAmount: r.message.cumulativeAmount }),
+      });
+    } catch (e) {
+      // Kernels still run; without a meter their replies carry no receipts, so say it loudly.
+      logger.error('metering could not start: replies will carry no receipts', { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  const meterGpus = builtIn?.gpus() ?? [];
+  const [detected, kernelspecs] = await Promise.all([
+    // The meter already asked NVML: its GPU numbering is the one kernels are metered by.
+    detectHardware({ logger, ...(meterGpus.length > 0 ? { nvidiaSmi: false as const } : opts.nvidiaSmi !== undefined ? { nvidiaSmi: opts.nvidiaSmi } : {}) }),
     discoverKernelspecs({ logger, ...(opts.kernelspecDirs ? { dirs: opts.kernelspecDirs } : {}) }),
   ]);
+  const hardware = meterGpus.length > 0 ? { ...detected, devices: meterGpus } : detected;
+  const meter = opts.meter ?? builtIn;
   if (kernelspecs.length === 0) logger.warn('no usable Jupyter kernelspecs found; install one (e.g. Debian python3-ipykernel) to offer kernels');
   logger.info('provider identity', { address: identity.address });
   logger.info('offering', { devices: hardware.devices.map((d) => `${d.kind}:${d.name}`), kernelspecs: kernelspecs.map((s) => s.name), pricePerKwh: price.toString() });
@@ -70,15 +99,21 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     kernelspecs,
     logger,
     ...(opts.name !== undefined ? { name: opts.name } : {}),
-    ...(opts.meter ? { meter: opts.meter } : {}),
+    ...(meter ? { meter } : {}),
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(opts.link ? { link: opts.link } : {}),
     ...(opts.outbox ? { outbox: opts.outbox } : {}),
   });
   provider.start();
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      await provider.close();
+      await builtIn?.dispose();
+    })());
   if (opts.waitForConnection) await provider.link.whenOpen();
-  return { address: identity.address, provider, close: () => provider.close() };
+  return { address: identity.address, provider, close };
 }
 
 export { Provider } from './provider.ts';

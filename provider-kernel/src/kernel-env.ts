@@ -4,6 +4,7 @@
 //   1. a small base (PATH, LANG, HOME = its own working dir, TMPDIR inside it),
 //   2. the few variables the owner chose to pass through (GPU selection, library paths),
 //   3. what the client sent, already cut down to KERNEL_* and the tunnel's allow-list,
+//      then what the provider sets itself (the GPU the kernel was given),
 //   4. the kernelspec's own `env`, with ${VAR} substituted as jupyter_client does
 //      (string.Template.safe_substitute: unknown names stay as written).
 import path from 'node:path';
@@ -22,6 +23,8 @@ export interface KernelEnvOptions {
   readonly specEnv?: Readonly<Record<string, string>>;
   readonly passEnv?: readonly string[];
   readonly providerEnv?: NodeJS.ProcessEnv;
+  /** Set by the provider itself (e.g. the GPU this kernel was given); beats the client's. */
+  readonly extra?: Readonly<Record<string, string>>;
 }
 
 export function buildKernelEnv(o: KernelEnvOptions): Record<string, string> {
@@ -37,6 +40,7 @@ export function buildKernelEnv(o: KernelEnvOptions): Record<string, string> {
     if (v !== undefined) env[k] = v;
   }
   for (const [k, v] of Object.entries(filterKernelEnv(o.clientEnv))) if (!CLIENT_DENY.test(k)) env[k] = v;
+  Object.assign(env, o.extra);
   // ipykernel's parent poller exits the kernel when this pid goes away, so a provider that is
   // killed with SIGKILL does not leave kernels behind (ipykernel kernelapp.init_poller).
   env['JPY_PARENT_PID'] = String(process.pid);

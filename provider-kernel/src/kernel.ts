@@ -7,7 +7,7 @@
 // kernel answers to that session is consumed here, never forwarded: clients must not see
 // replies or busy/idle they did not ask for.
 import { randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, rmSync } from 'node:fs';
 import path from 'node:path';
 import { makeMessage, type Channel } from '@kinesis/protocol/jupyter/messages';
 import type { RunningKernelStatus } from '@kinesis/protocol/tunnel';
@@ -38,6 +38,8 @@ export interface KernelOptions {
   readonly logger: Logger;
   readonly hooks: KernelHooks;
   readonly passEnv?: readonly string[];
+  /** Variables the provider sets for this kernel (CUDA_VISIBLE_DEVICES for its GPU). */
+  readonly extraEnv?: Readonly<Record<string, string>>;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;
   /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
@@ -210,6 +212,7 @@ export class Kernel {
       clientEnv: this.o.clientEnv,
       ...(this.spec.spec.env ? { specEnv: this.spec.spec.env } : {}),
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
+      ...(this.o.extraEnv ? { extra: this.o.extraEnv } : {}),
     });
     const proc = new KernelProcess({ argv, env, cwd: this.workDir, logger: this.o.logger, kernelId: this.id });
     this.proc = proc;
@@ -335,7 +338,9 @@ export class Kernel {
     const wasStarting = s === 'starting';
     this.setState('dead');
     this.closeChannels();
-    void this.removeConnectionFile();
+    // Synchronously, so that once `dead` is announced nothing of the kernel is left on disk.
+    if (this.connectionFile) rmSync(this.connectionFile, { force: true });
+    this.connectionFile = undefined;
     // A kernel that dies while starting is reported by start()'s rejection instead.
     if (!wasStarting) this.o.hooks.onStatus(this, 'dead', reason);
   }

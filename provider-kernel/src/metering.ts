@@ -22,10 +22,12 @@ import type { Logger } from './logger.ts';
 
 /** What the provider needs from src/meter (docs/metering.md). */
 export interface ExecutionMeter {
-  attachKernel(kernelId: string, pid: number): void;
+  /** `deviceIndex`: the GPU the kernel was given (NVML index); omitted: a CPU kernel. */
+  attachKernel(kernelId: string, opts: { pid: number; deviceIndex?: number }): void;
   onExecutionStart(kernelId: string, msgId: string, atMs: number): void;
   /** Synchronous: the reply is waiting on it. */
   onExecutionEnd(kernelId: string, msgId: string, atMs: number): SignedReceipt | undefined;
+  /** Closes the kernel's books (its closing receipt is the meter's business); never throws. */
   detachKernel(kernelId: string): void;
 }
 

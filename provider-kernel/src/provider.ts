@@ -53,6 +53,10 @@ interface KernelEntry {
   readonly kernel: Kernel;
   readonly idBytes: Buffer;
   readonly tracker: ExecutionTracker | undefined;
+  /** The GPU (NVML / nvidia-smi index) this kernel was given; undefined on a CPU provider. */
+  readonly gpu: number | undefined;
+  /** Attached to the meter now (attach and detach must pair up). */
+  metered: boolean;
 }
 
 export class Provider {
@@ -103,6 +107,7 @@ export class Provider {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.kernels.values()].map((e) => e.kernel.shutdown()));
+      for (const e of this.kernels.values()) this.detachMeter(e);
       for (const id of [...this.kernels.keys()]) this.forget(id);
       await this.link.close();
     })();
@@ -149,14 +154,16 @@ export class Provider {
       case 'interrupt_kernel':
         return k.interrupt();
       case 'restart_kernel':
-        this.o.meter?.detachKernel(k.id);
+        // A restart is a new process: close the old one's books, open new ones.
+        this.detachMeter(entry);
         await k.restart();
-        if (k.pid) this.o.meter?.attachKernel(k.id, k.pid);
+        this.attachMeter(entry);
         return;
       case 'shutdown_kernel':
         try {
           await k.shutdown();
         } finally {
+          this.detachMeter(entry);
           this.forget(k.id);
         }
     }
@@ -173,10 +180,13 @@ export class Provider {
     if (!spec) throw new KernelError(`no kernelspec named ${JSON.stringify(specName)} on this provider`);
     const live = [...this.kernels.values()].filter((e) => e.kernel.adStatus).length;
     if (live >= (this.o.maxKernels ?? 16)) throw new KernelError(`provider runs its maximum of ${this.o.maxKernels ?? 16} kernels`);
+    const gpu = this.pickGpu();
     const kernel = new Kernel({
       kernelId,
       spec,
       clientEnv: env,
+      // One GPU per kernel, by PCI bus order as NVML and nvidia-smi number them.
+      ...(gpu === undefined ? {} : { extraEnv: { CUDA_VISIBLE_DEVICES: String(gpu), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' } }),
       dataDir: this.o.dataDir,
       logger: this.o.logger,
       hooks: this.hooks,
@@ -185,7 +195,8 @@ export class Provider {
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
     const tracker = this.o.meter ? new ExecutionTracker(kernelId, this.o.meter, this.o.logger) : undefined;
-    this.kernels.set(kernelId, { kernel, idBytes: kernelIdBytes(kernelId), tracker });
+    const entry: KernelEntry = { kernel, idBytes: kernelIdBytes(kernelId), tracker, gpu, metered: false };
+    this.kernels.set(kernelId, entry);
     this.outbox.addKernel(kernelId);
     this.sendStatus(kernelId, 'starting');
     try {
@@ -194,17 +205,44 @@ export class Provider {
       this.forget(kernelId);
       throw e;
     }
-    if (kernel.pid) this.o.meter?.attachKernel(kernelId, kernel.pid);
+    this.attachMeter(entry);
+  }
+
+  /** The GPU with the fewest live kernels; undefined when this provider has none. */
+  private pickGpu(): number | undefined {
+    const gpus = this.o.hardware.devices.filter((d) => d.kind === 'gpu').map((d) => d.index);
+    if (gpus.length === 0) return undefined;
+    const load = new Map(gpus.map((g) => [g, 0]));
+    for (const e of this.kernels.values()) if (e.gpu !== undefined && e.kernel.adStatus) load.set(e.gpu, (load.get(e.gpu) ?? 0) + 1);
+    return gpus.reduce((best, g) => ((load.get(g) ?? 0) < (load.get(best) ?? 0) ? g : best));
+  }
+
+  private attachMeter(e: KernelEntry): void {
+    const pid = e.kernel.pid;
+    const meter = this.o.meter;
+    if (!meter || e.metered || pid === undefined || pid <= 0) return;
+    e.metered = true;
+    this.meterCall(() => meter.attachKernel(e.kernel.id, { pid, ...(e.gpu === undefined ? {} : { deviceIndex: e.gpu }) }));
+  }
+
+  private detachMeter(e: KernelEntry): void {
+    const meter = this.o.meter;
+    if (!meter || !e.metered) return;
+    e.metered = false;
+    this.meterCall(() => meter.detachKernel(e.kernel.id));
+  }
+
+  private meterCall(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.o.logger.error('meter call failed', { error: errorText(e) });
+    }
   }
 
   private forget(kernelId: string): void {
     if (!this.kernels.delete(kernelId)) return;
     this.outbox.removeKernel(kernelId);
-    try {
-      this.o.meter?.detachKernel(kernelId);
-    } catch (e) {
-      this.o.logger.warn('meter detach failed', { kernelId, error: errorText(e) });
-    }
   }
 
   private sendStatus(kernelId: string, status: KernelStatusEvent['status'], reason?: string): void {
@@ -216,13 +254,8 @@ export class Provider {
 
   private readonly hooks: KernelHooks = {
     onStatus: (k, status, reason) => {
-      if (status === 'dead') {
-        try {
-          this.o.meter?.detachKernel(k.id);
-        } catch {
-          // logged by forget later
-        }
-      }
+      const e = this.kernels.get(k.id);
+      if (status === 'dead' && e) this.detachMeter(e);
       this.sendStatus(k.id, status, reason);
     },
     onMessage: (k, channel, parts, header, parent) => this.toGateway(k, channel, parts, header, parent),

@@ -43,7 +43,8 @@ describe('Jupyter ZMQ wire protocol', () => {
       const bad = frames.map((f) => Buffer.from(f));
       const target = bad[victim] as Buffer;
       if (target.length > 0) {
-        target[Math.floor(rand() * target.length)] ^= 1;
+        const at = Math.floor(rand() * target.length);
+        target[at] = (target[at] ?? 0) ^ 1;
         expect(() => fromZmqFrames(key, bad)).toThrow(/bad HMAC signature/);
       }
     }

@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyReceipt, type SignedReceipt } from '@kinesis/protocol/receipt';
+import { prng } from '@kinesis/protocol/testing/prng';
+import { startProvider, type RunningProvider } from './index.ts';
+import { silentLogger } from './logger.ts';
+import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './metering.ts';
+import { execute } from './testing/jupyter-client.ts';
+import { TunnelTestPeer } from './testing/tunnel-peer.ts';
+
+/** Records calls; hands out a numbered stand-in receipt per end (unit logic only). */
+function recordingMeter(): ExecutionMeter & { calls: string[] } {
+  const calls: string[] = [];
+  let n = 0;
+  return {
+    calls,
+    attachKernel: () => calls.push('attach'),
+    detachKernel: () => calls.push('detach'),
+    onExecutionStart: (_k, msgId) => calls.push(`start:${msgId}`),
+    onExecutionEnd: (_k, msgId) => {
+      calls.push(`end:${msgId}`);
+      return { message: { msgId, seq: String(++n) }, signature: '0x' } as unknown as SignedReceipt;
+    },
+  };
+}
+
+describe('execution tracking for the meter', () => {
+  it('ends each execution once, whatever the order of reply and idle, and every reply carries its receipt (seeded)', () => {
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      const rand = prng(seed);
+      const meter = recordingMeter();
+      const t = new ExecutionTracker('k', meter, silentLogger);
+      for (let i = 0; i < 50; i++) {
+        const id = `m${i}`;
+        const events: Array<'busy' | 'idle' | 'reply'> = rand() < 0.9 ? ['busy'] : []; // a lost busy now and then
+        events.push(...(rand() < 0.5 ? (['idle', 'reply'] as const) : (['reply', 'idle'] as const)));
+        let receipt: SignedReceipt | undefined;
+        for (const e of events) {
+          if (e === 'reply') receipt = t.onReply(id);
+          else t.onStatus(id, e);
+        }
+        expect(receipt?.message.msgId).toBe(id);
+        expect(meter.calls.filter((c) => c === `start:${id}`)).toHaveLength(1);
+        expect(meter.calls.filter((c) => c === `end:${id}`)).toHaveLength(1);
+        expect(meter.calls.indexOf(`start:${id}`)).toBeLessThan(meter.calls.indexOf(`end:${id}`));
+      }
+    }
+  });
+
+  it('survives a meter that throws', () => {
+    const t = new ExecutionTracker('k', { attachKernel() {}, detachKernel() {}, onExecutionStart() { throw new Error('x'); }, onExecutionEnd() { throw new Error('y'); } }, silentLogger);
+    t.onStatus('a', 'busy');
+    expect(t.onReply('a')).toBeUndefined();
+  });
+
+  it('puts the receipt at metadata.kinesis.receipt, keeping what was there', () => {
+    const r = { message: { seq: '1' }, signature: '0xab' } as unknown as SignedReceipt;
+    const out = JSON.parse(metadataWithReceipt(Buffer.from('{"started":"t","kinesis":{"x":1}}'), r).toString());
+    expect(out).toEqual({ started: 't', kinesis: { x: 1, receipt: r } });
+    expect(metadataWithReceipt(Buffer.from('[1]'), r).toString()).toBe('[1]');
+  });
+});
+
+describe('metering a real kernel with the real meter', () => {
+  let dataDir: string;
+  let peer: TunnelTestPeer;
+  let running: RunningProvider;
+  beforeAll(async () => {
+    dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kinesis-meter-'));
+    peer = await TunnelTestPeer.start();
+    running = await startProvider({ gatewayUrl: peer.url, dataDir, kernelspecDirs: ['/usr/share/jupyter/kernels'], logger: silentLogger, pricePerKwh: 10n ** 18n, metering: { chainId: 31337 }, waitForConnection: true });
+  });
+  afterAll(async () => {
+    await running?.close();
+    await peer?.close();
+    await fs.rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('execute_reply carries a receipt signed by the provider for that execution; seq and cumulative figures advance', async () => {
+    const id = randomUUID();
+    expect((await peer.request({ type: 'start_kernel', kernelId: id, specName: 'python3', env: {} })).ok).toBe(true);
+    const receipts: SignedReceipt[] = [];
+    for (const code of ['sum(i*i for i in range(3_000_000))', '1+1']) {
+      const r = await execute(peer, id, code);
+      const signed = (r.reply.metadata['kinesis'] as { receipt?: unknown } | undefined)?.receipt;
+      const { receipt, signer } = verifyReceipt(signed, 31337);
+      expect(signer).toBe(running.address);
+      expect(receipt.message.kernelId).toBe(id);
+      expect(receipt.message.msgId).toBe(r.reply.parent_header.msg_id);
+      expect(receipt.message.pricePerKwh).toBe(String(10n ** 18n));
+      receipts.push(receipt);
+    }
+    const [a, b] = receipts as [SignedReceipt, SignedReceipt];
+    expect(BigInt(b.message.seq)).toBe(BigInt(a.message.seq) + 1n);
+    expect(b.message.fromMs).toBe(a.message.toMs);
+    expect(BigInt(b.message.cumulativeEnergyMj)).toBeGreaterThanOrEqual(BigInt(a.message.cumulativeEnergyMj));
+    expect(Number(a.message.endMs) - Number(a.message.startMs)).toBeGreaterThan(50); // the busy loop took time
+  });
+});
