@@ -1,4 +1,6 @@
-// Everything that runs in a browser (no Node APIs): `import ... from '@kinesis/contracts/browser'`.
+// Everything a browser needs (no Node APIs, no contract bytecode):
+// `import ... from '@kinesis/contracts/browser'`. Deploying lives in deploy.ts (pure too, but it
+// carries the bytecode) and the Node-only parts in node/; '@kinesis/contracts' has all of it.
 export * from './errors.ts';
 export * from './types.ts';
 export * from './voucher.ts';
@@ -6,6 +8,6 @@ export * from './session-key.ts';
 export * from './escrow.ts';
 export * from './events.ts';
 export * from './provider.ts';
-export * from './deploy.ts';
+export * from './token.ts';
 export { decodeRevert } from './revert.ts';
 export { KinesisEscrowAbi, KUSDAbi } from './artifacts/abi.ts';

@@ -1,6 +1,6 @@
 // Deploying the escrow (and, on test chains, the KUSD stablecoin) with any ethers Signer.
 // Pure ethers: the Node-only parts (files, anvil) live in client/node/.
-import { Contract, ContractFactory, type ContractRunner, type Signer } from 'ethers';
+import { Contract, ContractFactory, type Signer } from 'ethers';
 import { KinesisEscrowAbi, KUSDAbi } from './artifacts/abi.ts';
 import { KinesisEscrowBytecode, KUSDBytecode } from './artifacts/bytecode.ts';
 import { ChainError, InvalidArgumentError } from './errors.ts';
@@ -95,15 +95,5 @@ export async function mintTestTokens(signer: Signer, token: string, to: readonly
     } catch (err) {
       throw toContractsError(err, `minting KUSD to ${addr}`);
     }
-  }
-}
-
-/** Reads an ERC-20 balance (the token of a deployment, for instance). */
-export async function tokenBalance(runner: ContractRunner, token: string, owner: string): Promise<bigint> {
-  const c = new Contract(parseAddress('token', token), KUSDAbi as never, runner);
-  try {
-    return (await c.getFunction('balanceOf').staticCall(parseAddress('owner', owner))) as bigint;
-  } catch (err) {
-    throw toContractsError(err, 'token.balanceOf()');
   }
 }

@@ -1,7 +1,8 @@
 // Against a real anvil chain with the contracts deployed (startLocalChain), on an ephemeral port.
-import { Wallet, type JsonRpcProvider } from 'ethers';
+import { Interface, Wallet, type JsonRpcProvider } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployContracts, tokenBalance } from './deploy.ts';
+import { deployContracts } from './deploy.ts';
+import { tokenBalance } from './token.ts';
 import { EscrowRevertError, InvalidArgumentError, SessionNotFoundError } from './errors.ts';
 import { EscrowClient } from './escrow.ts';
 import { followEscrowEvents, queryEscrowEvents, type EscrowEvent } from './events.ts';
@@ -88,7 +89,7 @@ describe('EscrowClient on anvil', () => {
     // On-chain digest = off-chain digest.
     const onChain = await payer.runner.provider!.call({
       to: chain.escrow,
-      data: new (await import('ethers')).Interface(['function hashVoucher((bytes32,uint256,uint256)) view returns (bytes32)']).encodeFunctionData('hashVoucher', [[a.sessionId, 1n, 2n]]),
+      data: new Interface(['function hashVoucher((bytes32,uint256,uint256)) view returns (bytes32)']).encodeFunctionData('hashVoucher', [[a.sessionId, 1n, 2n]]),
     });
     expect(onChain).toBe(hashVoucher(await payer.domain(), { sessionId: a.sessionId, cumulativeAmount: 1n, cumulativeEnergyMj: 2n }));
 
