@@ -83,6 +83,16 @@ describe('tunnel link', () => {
     expect(resultText(await execute(peer2, id, 'x + 1'))).toBe('2'); // same kernel, state kept
   });
 
+  it('drops a silent gateway (no ping, no frame) and a handshake that never completes', async () => {
+    const quiet = await peerOn();
+    await provider(quiet, { waitForConnection: true, link: { idleTimeoutMs: 800 } });
+    await quiet.until(() => quiet.hellos.length >= 2, 10_000, 'reconnect after silence');
+    const mute = await peerOn(0, { silent: true });
+    await provider(mute, { link: { handshakeTimeoutMs: 500 } });
+    await mute.until(() => mute.connectTimes.length >= 2, 10_000, 'retry after handshake timeout');
+    expect(mute.hellos.length).toBeGreaterThanOrEqual(1);
+  });
+
   it('closes on a malformed control frame and comes back', async () => {
     const peer = await peerOn();
     await provider(peer, { waitForConnection: true });
