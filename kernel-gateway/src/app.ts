@@ -17,6 +17,8 @@ import { Culler, type CullOptions } from './kernels/culler.ts';
 import { KernelManager } from './kernels/manager.ts';
 import { kernelRoutes } from './kernels/routes.ts';
 import { kernelspecRoutes } from './kernelspecs/routes.ts';
+import { openLedger, usageRoutes, type Ledger } from './ledger/index.ts';
+import { receiptRecorder } from './receipts.ts';
 import { consoleLogger, errorText, type Logger } from './logger.ts';
 import { closeSockets, ProviderRegistry } from './providers/registry.ts';
 import { providerRoutes } from './providers/routes.ts';
@@ -38,6 +40,8 @@ export interface GatewayDeps {
   readonly tuning?: Partial<Tuning>;
   /** More routes (behind the token when under /api), mounted before the IDE's. */
   readonly extraRoutes?: readonly Route[];
+  /** Chain id of the receipts' EIP-712 domain (default 31337, the local anvil chain). */
+  readonly chainId?: number | bigint;
 }
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
@@ -48,6 +52,7 @@ export interface Gateway {
   readonly providers: ProviderRegistry;
   readonly sessions: SessionStore;
   readonly culler: Culler;
+  readonly ledger: Ledger;
   readonly tuning: Tuning;
   handleRequest(req: IncomingMessage, res: ServerResponse): void;
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
@@ -65,6 +70,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const gatewayId = loadGatewayId(deps.dataDir);
   const started = new Date();
+  const ledger = openLedger({ dataDir: deps.dataDir, chainId: deps.chainId ?? 31337 });
 
   const providers = new ProviderRegistry({
     gatewayId,
@@ -89,6 +95,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     maxFrameBytes: tuning.maxClientFrameBytes,
     clientPingIntervalMs: tuning.clientPingIntervalMs,
     logger,
+    onExecuteReply: receiptRecorder(ledger, logger),
   });
   providers.setEvents(manager);
   const sessions = new SessionStore(manager);
@@ -104,6 +111,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     ...sessionRoutes(sessions, logger),
     ...providerRoutes(manager),
     ...contentsRoutes({ rootDir: notebookDir }),
+    ...usageRoutes(ledger),
     ...(deps.extraRoutes ?? []),
   );
   const site = new Router();
@@ -199,6 +207,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     providers,
     sessions,
     culler,
+    ledger,
     tuning,
     handleRequest,
     handleUpgrade,
@@ -212,6 +221,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       await closeSockets([...clientSockets], 1001, 'gateway shutting down', 500);
       await manager.dispose();
       await providers.close();
+      ledger.close();
     },
   };
 }

@@ -53,6 +53,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     ...(opts.cull !== undefined ? { cull: opts.cull } : {}),
     ...(opts.tuning !== undefined ? { tuning: opts.tuning } : {}),
     ...(opts.extraRoutes !== undefined ? { extraRoutes: opts.extraRoutes } : {}),
+    ...(opts.chain !== undefined ? { chainId: opts.chain.chainId } : {}),
   });
   const server: Server = createServer({ noDelay: true, keepAlive: true }, gateway.handleRequest);
   const sockets = new Set<Socket>();

@@ -1,0 +1,132 @@
+// The gateway with the REAL provider (provider-kernel's startProvider, in-process) and a REAL
+// ipykernel (/usr/bin/python3, Debian python3-ipykernel), driven by @jupyterlab/services 7 from
+// Node as JupyterLab drives a Jupyter Server.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from '@jupyterlab/services';
+import { startProvider, type RunningProvider } from '@kinesis/provider-kernel';
+import { silentLogger } from './logger.ts';
+import { startTestGateway, TestClient, until, type TestGateway } from './testing/harness.ts';
+
+let gw: TestGateway;
+let provider: RunningProvider;
+let providerDir: string;
+let manager: KernelManager;
+let kernel: Kernel.IKernelConnection;
+
+beforeAll(async () => {
+  gw = await startTestGateway();
+  providerDir = mkdtempSync(join(tmpdir(), 'kinesis-gw-provider-'));
+  provider = await startProvider({
+    gatewayUrl: gw.url,
+    dataDir: providerDir,
+    name: 'integration',
+    pricePerKwh: 250_000n,
+    nvidiaSmi: false,
+    kernelspecDirs: ['/usr/share/jupyter/kernels'],
+    logger: silentLogger,
+    waitForConnection: true,
+  });
+  const serverSettings = ServerConnection.makeSettings({
+    baseUrl: gw.url + '/',
+    wsUrl: gw.url.replace('http', 'ws') + '/',
+    token: gw.token,
+    appendToken: true,
+    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+  });
+  manager = new KernelManager({ serverSettings });
+  await manager.ready;
+  kernel = await manager.startNew({ name: 'python3-cpu' });
+  await kernel.info;
+}, 90_000);
+
+afterAll(async () => {
+  try {
+    await kernel?.shutdown();
+  } catch {
+    // already gone
+  }
+  manager?.dispose();
+  await provider?.close();
+  await gw?.stop();
+  rmSync(providerDir, { recursive: true, force: true });
+}, 60_000);
+
+async function run(code: string): Promise<{ reply: KernelMessage.IExecuteReplyMsg; iopub: KernelMessage.IIOPubMessage[] }> {
+  const iopub: KernelMessage.IIOPubMessage[] = [];
+  const future = kernel.requestExecute({ code });
+  future.onIOPub = (m) => {
+    iopub.push(m);
+  };
+  const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
+  return { reply, iopub };
+}
+
+describe('real provider + ipykernel through the gateway', () => {
+  it('offers the provider\'s python3 as python3-cpu with its price', async () => {
+    const { body } = await gw.api('/api/kernelspecs');
+    expect(body.kernelspecs['python3-cpu'].spec.display_name).toMatch(/CPU · 250,000 per kWh$/);
+    expect((await gw.api('/api/providers')).body[0]).toMatchObject({ id: provider.address, kernels: 1 });
+  });
+
+  it('executes 1+1 and streams output', async () => {
+    const { reply, iopub } = await run('print("hi from the provider")\n1+1');
+    expect(reply.content.status).toBe('ok');
+    const result = iopub.find((m) => m.header.msg_type === 'execute_result');
+    expect((result?.content as { data: Record<string, string> }).data['text/plain']).toBe('2');
+    expect(iopub.some((m) => m.header.msg_type === 'stream' && (m.content as { text: string }).text.includes('hi from the provider'))).toBe(true);
+    expect((await gw.api(`/api/kernels/${kernel.id}`)).body).toMatchObject({ execution_state: 'idle', connections: 1 });
+  });
+
+  it('records the provider\'s usage receipts in the ledger', async () => {
+    await run('sum(range(100000))');
+    await until(async () => ((await gw.api(`/api/usage?kernel_id=${kernel.id}`)).body?.records?.length ?? 0) > 0, 10_000, 'a recorded receipt');
+    const { body } = await gw.api(`/api/usage?kernel_id=${kernel.id}`);
+    expect(body.records[0]).toMatchObject({ kernelId: kernel.id, provider: provider.address, pricePerKwh: '250000' });
+  });
+
+  it('interrupts a time.sleep(60)', async () => {
+    const future = kernel.requestExecute({ code: 'import time; time.sleep(60)' });
+    await until(async () => (await gw.api(`/api/kernels/${kernel.id}`)).body.execution_state === 'busy', 10_000, 'busy');
+    const t0 = Date.now();
+    await kernel.interrupt();
+    const reply = (await future.done.catch((e: unknown) => e)) as KernelMessage.IExecuteReplyMsg;
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(reply.content.status).toBe('error');
+  });
+
+  it('loses no output when a client drops mid-stream and reconnects with its session', async () => {
+    const c = await TestClient.connect(gw.url, kernel.id, { sessionId: 'resume-me' });
+    const ex = c.request('shell', 'execute_request', {
+      // ipykernel needs every execute_request field (messaging 5.3), `silent` above all.
+      code: 'import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.05)',
+      silent: false,
+      store_history: true,
+      user_expressions: {},
+      allow_stdin: false,
+      stop_on_error: true,
+    });
+    await c.waitFor((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === ex.header.msg_id, 10_000);
+    c.ws.terminate();
+    await new Promise((r) => setTimeout(r, 300));
+    const back = await TestClient.connect(gw.url, kernel.id, { sessionId: 'resume-me' });
+    await back.reply(ex, 10_000);
+    const text = [...c.messages, ...back.messages]
+      .filter((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === ex.header.msg_id)
+      .map((m) => String(m.content['text']))
+      .join('');
+    expect(text.split('\n').filter(Boolean).map(Number)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    back.ws.terminate();
+  });
+
+  it('restarts: state is gone and the kernel answers', async () => {
+    await run('x = 41');
+    await kernel.restart();
+    const { reply, iopub } = await run('print("x" in dir())');
+    expect(reply.content.status).toBe('ok');
+    expect(iopub.some((m) => m.header.msg_type === 'stream' && (m.content as { text: string }).text.includes('False'))).toBe(true);
+  });
+});
