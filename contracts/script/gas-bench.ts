@@ -95,7 +95,7 @@ export async function runGasBench(opts: { write?: boolean; log?: (s: string) => 
   }
   const report: GasBenchReport = {
     tool: 'forge test --gas-report --isolate (forge 1.x, solc 0.8.30 via solc-js, via-IR, optimizer 10,000 runs, EVM cancun)',
-    method: 'Each case in contracts/test/gas/EscrowGas.t.sol runs alone; the figure is the whole transaction (21,000 intrinsic + calldata + execution) as forge reports it with --isolate. Batch figures are the batch transaction divided by 10.',
+    method: 'Each case in contracts/test/gas/EscrowGas.t.sol runs alone; the figure is the whole transaction (21,000 intrinsic + calldata + execution) as forge reports it with --isolate. Batch figures are the batch transaction divided by 10. The token is KUSD (OpenZeppelin ERC20, same compiler settings); a proxied token such as USDC adds its own overhead to every transfer.',
     measuredAt: new Date().toISOString(),
     results,
     allWithinTargets: results.every((r) => r.withinTarget !== false),
