@@ -153,6 +153,28 @@ describe('EscrowClient on anvil', () => {
     follower.dispose();
     expect(seen.map((e) => e.type)).toEqual(['Deposited', 'SessionOpened']);
     expect(seen[1]).toMatchObject({ type: 'SessionOpened', sessionId, payer: payerAddress, cap: 1_000n });
+
+    // A handler that throws is reported, and the range is not delivered twice.
+    const delivered: string[] = [];
+    const errors: Error[] = [];
+    const head = await provider.getBlockNumber();
+    const f2 = followEscrowEvents({
+      provider,
+      escrow: chain.escrow,
+      fromBlock: head - 1,
+      pollIntervalMs: 20,
+      onEvent: (e) => {
+        delivered.push(`${e.blockNumber}:${e.logIndex}`);
+        throw new Error('handler bug');
+      },
+      onError: (e) => errors.push(e),
+    });
+    await f2.ready;
+    await new Promise((r) => setTimeout(r, 150)); // several more polls
+    f2.dispose();
+    expect(delivered.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(delivered).size).toBe(delivered.length);
+    expect(errors.map((e) => e.message)).toEqual(delivered.map(() => 'handler bug'));
   });
 
   it('deploys against an existing token', async () => {

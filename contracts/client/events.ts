@@ -142,7 +142,13 @@ export function followEscrowEvents(opts: FollowOptions): EventFollower {
         const events = await queryEscrowEvents(opts.provider, escrow, { fromBlock: next, toBlock: head });
         for (const e of events) {
           if (disposed) return;
-          if (!types || types.has(e.type)) opts.onEvent(e);
+          if (types && !types.has(e.type)) continue;
+          // A throwing handler must not make the follower re-read (and re-deliver) the range.
+          try {
+            opts.onEvent(e);
+          } catch (err) {
+            opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+          }
         }
         next = head + 1;
       }

@@ -10,7 +10,7 @@ import * as index from './index.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 
 const BROWSER_EXPORTS = [
-  'ChainError', 'ContractsError', 'EscrowClient', 'EscrowRevertError', 'InvalidArgumentError', 'KUSDAbi', 'KinesisEscrowAbi',
+  'ChainError', 'ContractsError', 'canonicalSignature', 'EscrowClient', 'EscrowRevertError', 'InvalidArgumentError', 'KUSDAbi', 'KinesisEscrowAbi',
   'LocalChainError', 'MAX_CAP', 'MAX_ENERGY_MJ', 'MAX_UINT256', 'SessionNotFoundError', 'VOUCHER_TYPES', 'VoucherError', 'ZERO_ADDRESS',
   'connectRpc', 'createSessionKey', 'decodeEscrowLog', 'decodeRevert', 'escrowDomain', 'followEscrowEvents', 'hashVoucher',
   'parseAddress', 'parseBytes32', 'parseDeployment', 'parseSignature', 'parseSignedVoucher', 'parseUint', 'parseVoucher',

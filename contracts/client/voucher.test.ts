@@ -2,7 +2,7 @@ import { Signature, Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, VoucherError } from './errors.ts';
 import { parseDeployment, parseSignedVoucher, parseUint, parseVoucher, ZERO_ADDRESS, type Session } from './types.ts';
-import { escrowDomain, hashVoucher, recoverVoucherSigner, signVoucher, verifyVoucher } from './voucher.ts';
+import { canonicalSignature, escrowDomain, hashVoucher, recoverVoucherSigner, signVoucher, verifyVoucher } from './voucher.ts';
 
 // Seeded PRNG (mulberry32) so failures reproduce.
 function rng(seed: number): () => number {
@@ -96,6 +96,10 @@ describe('EIP-712 vouchers', () => {
     const highS = '0x' + (n - BigInt(sig.s)).toString(16).padStart(64, '0');
     const twin = sig.r + highS.slice(2) + (sig.v === 27 ? '1c' : '1b');
     expect(() => recoverVoucherSigner(domain, signed.voucher, twin)).toThrow(/malleable/);
+    // What a sloppy wallet might return is rewritten into the one form the escrow accepts.
+    expect(canonicalSignature(twin)).toBe(signed.signature);
+    const vLow = signed.signature.slice(0, 130) + (sig.v === 27 ? '00' : '01');
+    expect(canonicalSignature(vLow)).toBe(signed.signature);
     expect(() => recoverVoucherSigner(domain, signed.voucher, signed.signature.slice(0, 130))).toThrow(VoucherError);
     expect(() => recoverVoucherSigner(domain, signed.voucher, signed.signature.slice(0, 130) + '00')).toThrow(/v must be 27 or 28/);
   });

@@ -3,7 +3,7 @@
 //   Voucher(bytes32 sessionId,uint256 cumulativeAmount,uint256 cumulativeEnergyMj)
 // in the domain { name: "KinesisEscrow", version: "1", chainId, verifyingContract }.
 // Pure: runs in the browser, the gateway and the provider alike.
-import { Signature, TypedDataEncoder, recoverAddress, type TypedDataDomain } from 'ethers';
+import { TypedDataEncoder, recoverAddress, type TypedDataDomain } from 'ethers';
 import { VoucherError } from './errors.ts';
 import {
   MAX_CAP,
@@ -65,8 +65,26 @@ export async function signVoucher(signer: TypedDataSigner, domain: EscrowDomain,
   if (v.cumulativeAmount > MAX_CAP) throw new VoucherError('out-of-range', `cumulativeAmount ${v.cumulativeAmount} exceeds any cap`);
   const types = { Voucher: VOUCHER_TYPES.Voucher.map((f) => ({ ...f })) };
   const raw = await signer.signTypedData(typedDomain(domain), types, typedValue(v));
-  // Some wallets return high-s or v in {0,1}; normalise to the canonical form the escrow accepts.
-  return { voucher: v, signature: Signature.from(raw).serialized.toLowerCase() };
+  return { voucher: v, signature: canonicalSignature(raw) };
+}
+
+/**
+ * Some wallets return v in {0, 1} or (rarely) the high-s twin; the escrow only accepts
+ * v ∈ {27, 28} with s ≤ n/2 (EIP-2), so rewrite to that form: (r, n − s, v ^ 1) is the same
+ * signature.
+ */
+export function canonicalSignature(raw: string): string {
+  const sig = parseSignature('signature', raw);
+  const r = sig.slice(2, 66);
+  let s = BigInt(`0x${sig.slice(66, 130)}`);
+  let v = Number.parseInt(sig.slice(130, 132), 16);
+  if (v < 27) v += 27;
+  if (v !== 27 && v !== 28) throw new VoucherError('bad-signature', `signature v must be 0, 1, 27 or 28, got ${v}`);
+  if (s > SECP256K1_N / 2n) {
+    s = SECP256K1_N - s;
+    v = v === 27 ? 28 : 27;
+  }
+  return `0x${r}${s.toString(16).padStart(64, '0')}${v.toString(16)}`;
 }
 
 /**
