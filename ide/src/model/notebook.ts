@@ -27,7 +27,10 @@ export class NotebookModel {
   #disposed = false;
 
   constructor(nb: Notebook) {
-    loadNotebook(this.doc, nb, LOAD);
+    // An empty notebook opens with one empty code cell, as in Jupyter; it is saved
+    // only if the user changes something.
+    const initial: Notebook = nb.cells.length ? nb : { ...nb, cells: [{ id: newCellId(), cell_type: 'code', source: '', metadata: {}, outputs: [], execution_count: null }] };
+    loadNotebook(this.doc, initial, LOAD);
     const [order, setOrder] = createSignal<readonly string[]>(cellOrder(this.doc), { equals: false });
     const [version, setVersion] = createSignal(0);
     this.order = order;

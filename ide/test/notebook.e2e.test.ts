@@ -1,0 +1,289 @@
+// End-to-end: the built IDE in Debian's Chromium, against a real Jupyter Server and
+// ipykernel (see harness.ts). Screenshots land in test-artifacts/ide/.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter } from './harness.ts';
+import type { IdeServer, Proc } from './harness.ts';
+
+const TOKEN = `tok-${Math.random().toString(36).slice(2)}-secret`;
+let jupyter: Proc;
+let ide: IdeServer;
+let browser: Browser;
+
+if (!hasJupyter()) throw new Error('these tests need Debian python3-jupyter-server and python3-ipykernel (apt-get install python3-jupyter-server python3-ipykernel python3-matplotlib)');
+
+beforeAll(async () => {
+  ensureBuilt();
+  await mkdir(ARTIFACTS, { recursive: true });
+  jupyter = await startJupyter(TOKEN);
+  ide = await startIdeServer(jupyter.url);
+  browser = await launchChromium();
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await ide?.close();
+  await jupyter?.close();
+});
+
+async function newPage(): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { page, errors };
+}
+
+/** Opens the file browser, creates a notebook and waits for its kernel. */
+async function newNotebook(page: Page): Promise<string> {
+  await page.goto(`${ide.url}/?token=${TOKEN}`);
+  await page.click('button.new-notebook');
+  await page.waitForURL(/\/notebooks\//);
+  await waitIdle(page);
+  return decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
+}
+
+async function waitIdle(page: Page, timeout = 30_000): Promise<void> {
+  await page.waitForSelector('.kernel-status[data-status="idle"]', { timeout });
+}
+
+/**
+ * Types `code` into the last cell (empty: a new notebook has one, and Shift+Enter on
+ * the last cell adds the next) and runs it with Shift+Enter; returns its index.
+ * insertText goes through Monaco's typing path, so auto-indent applies: test code
+ * never dedents.
+ */
+async function addAndRun(page: Page, code: string): Promise<number> {
+  const index = (await page.locator('.cell').count()) - 1;
+  // a click on the gutter selects the cell in command mode; Enter edits it
+  await page.locator('.cell').nth(index).click({ position: { x: 30, y: 8 } });
+  await page.keyboard.press('Enter');
+  await page.keyboard.insertText(code);
+  await page.keyboard.press('Shift+Enter');
+  return index;
+}
+
+const cellAt = (page: Page, i: number) => page.locator('.cell').nth(i);
+
+describe('notebook in the browser', () => {
+  it('creates a notebook, runs print, shows a matplotlib image, a traceback and an input() prompt', async () => {
+    const { page, errors } = await newNotebook2();
+    // the token left the address bar at once
+    expect(page.url()).not.toContain(TOKEN);
+    const c0 = await addAndRun(page, 'print("hello from kinesis")');
+    expect(c0).toBe(0);
+    await expect.poll(() => cellAt(page, c0).locator('.out-stream').textContent()).toContain('hello from kinesis');
+    expect(await cellAt(page, c0).locator('.prompt').textContent()).toBe('[1]');
+
+    const c1 = await addAndRun(page, 'import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()');
+    const img = cellAt(page, c1).locator('.out-rich img');
+    await img.waitFor({ timeout: 30_000 });
+    expect(await img.getAttribute('src')).toMatch(/^data:image\/png;base64,/);
+    expect(await img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth > 50)).toBe(true);
+
+    const c2 = await addAndRun(page, 'def f(): raise ValueError("boom")\nf()');
+    const err = cellAt(page, c2).locator('.out-error');
+    await err.waitFor();
+    expect(await err.textContent()).toMatch(/ValueError.*boom/s);
+    // tracebacks keep their colours as styled spans
+    expect(await err.locator('span[style*="color"]').count()).toBeGreaterThan(0);
+
+    const c3 = await addAndRun(page, 'name = input("your name? ")\nprint("hi", name)');
+    const box = cellAt(page, c3).locator('.out-stdin input');
+    await box.waitFor();
+    await box.fill('Ada');
+    await box.press('Enter');
+    await expect.poll(() => cellAt(page, c3).locator('.out-stream').textContent()).toContain('hi Ada');
+
+    // markdown with math, rendered when run (the last, empty cell becomes markdown)
+    await page.keyboard.press('Escape');
+    await page.locator('.cell').last().click({ position: { x: 30, y: 8 } });
+    await page.keyboard.press('m');
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('# Title\n\nEnergy $E = mc^2$ and **bold**');
+    await page.keyboard.press('Shift+Enter');
+    const md = cellAt(page, c3 + 1).locator('.markdown.rendered');
+    await md.waitFor();
+    expect(await md.locator('h1').textContent()).toBe('Title');
+    expect(await md.locator('.katex').count()).toBeGreaterThan(0);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'run-outputs.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it('interrupts a time.sleep and restarts the kernel', async () => {
+    const { page } = await newNotebook2();
+    const c0 = await addAndRun(page, 'import time\ntime.sleep(60)');
+    await page.waitForSelector('.kernel-status[data-status="busy"]');
+    await page.click('button.interrupt');
+    const err = cellAt(page, c0).locator('.out-error');
+    await err.waitFor({ timeout: 15_000 });
+    expect(await err.textContent()).toContain('KeyboardInterrupt');
+    await waitIdle(page);
+    const c1 = await addAndRun(page, 'x = 41');
+    // the kernel is usable after the interrupt
+    await expect.poll(() => cellAt(page, c1).locator('.prompt').textContent()).toMatch(/^\[\d+\]$/);
+    await page.click('button.restart');
+    await waitIdle(page);
+    const c2 = await addAndRun(page, 'print("x" in dir())');
+    await expect.poll(() => cellAt(page, c2).locator('.out-stream').textContent(), { timeout: 20_000 }).toContain('False');
+    expect(await cellAt(page, c2).locator('.prompt').textContent()).toBe('[1]');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'interrupt-restart.png') });
+    await page.close();
+  }, 120_000);
+
+  it('saves, reloads with outputs, downloads and re-uploads the .ipynb losslessly', async () => {
+    const { page } = await newNotebook2();
+    const c0 = await addAndRun(page, 'from IPython.display import display, HTML\ndisplay(HTML("<b>bold html</b>"))\nprint("saved output")');
+    await cellAt(page, c0).locator('.out-html b').waitFor();
+    await page.keyboard.press('Control+s');
+    await page.waitForSelector('.save-state[data-state="saved"]');
+    const nbPath = decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
+    const onDisk = JSON.parse(await readFile(path.join(jupyter.root, nbPath), 'utf8'));
+    expect(onDisk.nbformat_minor).toBe(5);
+    expect(onDisk.cells[c0].outputs.map((o: { output_type: string }) => o.output_type)).toEqual(['display_data', 'stream']);
+
+    await page.reload();
+    await waitIdle(page);
+    expect(await cellAt(page, c0).locator('.out-html b').textContent()).toBe('bold html');
+    expect(await cellAt(page, c0).locator('.out-stream').textContent()).toContain('saved output');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('button.download')]);
+    const file = path.join(ARTIFACTS, 'downloaded.ipynb');
+    await download.saveAs(file);
+    const downloaded = JSON.parse(await readFile(file, 'utf8'));
+    expect(downloaded.cells.map((c: { id: string }) => c.id)).toEqual(onDisk.cells.map((c: { id: string }) => c.id));
+    expect(downloaded.cells[c0].outputs).toEqual(onDisk.cells[c0].outputs);
+
+    // re-upload under a new name through the file browser; metadata, attachments and ids survive
+    downloaded.metadata.custom = { kept: [1, 2, 3] };
+    downloaded.cells.push({ id: 'att-cell', cell_type: 'markdown', metadata: { tags: ['t'] }, source: ['![a](attachment:a.png)'], attachments: { 'a.png': { 'image/png': 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' } } });
+    const upload = path.join(ARTIFACTS, 'uploaded.ipynb');
+    await writeFile(upload, JSON.stringify(downloaded));
+    await page.goto(`${ide.url}/tree`);
+    await page.setInputFiles('input[type=file]', upload);
+    await page.waitForSelector('.file-row[data-path="uploaded.ipynb"]');
+    await page.click('.file-row[data-path="uploaded.ipynb"] a.file-link');
+    await waitIdle(page);
+    await page.locator('.cell[data-type="markdown"] img').last().waitFor();
+    expect(await page.locator('.cell[data-type="markdown"] img').last().getAttribute('src')).toMatch(/^data:image\/png;base64,/);
+    await page.keyboard.press('Control+s');
+    await page.waitForSelector('.save-state[data-state="saved"]');
+    const again = JSON.parse(await readFile(path.join(jupyter.root, 'uploaded.ipynb'), 'utf8'));
+    expect(again.metadata.custom).toEqual({ kept: [1, 2, 3] });
+    expect(again.cells.map((c: { id: string }) => c.id)).toEqual(downloaded.cells.map((c: { id: string }) => c.id));
+    expect(again.cells[again.cells.length - 1].attachments).toEqual(downloaded.cells[downloaded.cells.length - 1].attachments);
+    expect(again.cells[c0].outputs).toEqual(downloaded.cells[c0].outputs);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'reuploaded.png') });
+    await page.close();
+  }, 120_000);
+
+  it('edits with the keyboard alone: A B M Y D D Z C V arrows Enter Esc', async () => {
+    const { page } = await newNotebook2();
+    const types = () => page.locator('.cell').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.type));
+    await page.keyboard.press('Escape');
+    expect(await types()).toEqual(['code']);
+    await page.keyboard.press('b'); // below
+    await page.keyboard.press('m'); // → markdown
+    await page.keyboard.press('a'); // above it
+    expect(await types()).toEqual(['code', 'code', 'markdown']);
+    await page.keyboard.press('r'); // → raw
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('y'); // markdown → code
+    expect(await types()).toEqual(['code', 'raw', 'code']);
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('1 + 1');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('c');
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('v'); // paste below the first cell
+    expect(await types()).toEqual(['code', 'code', 'raw', 'code']);
+    const sources = () => page.evaluate(() => (window as unknown as { kinesis: { model: { toNotebook(): { cells: { source: string[] }[] } } } }).kinesis.model.toNotebook().cells.map((c) => c.source.join('')));
+    expect(await sources()).toEqual(['', '1 + 1', '', '1 + 1']);
+    await page.keyboard.press('d');
+    await page.keyboard.press('d');
+    expect(await types()).toEqual(['code', 'raw', 'code']);
+    await page.keyboard.press('z'); // undo the delete
+    expect(await types()).toEqual(['code', 'code', 'raw', 'code']);
+    // multi-select two cells and delete them, then undo
+    await page.keyboard.press('Shift+ArrowDown');
+    expect(await page.locator('.cell.selected').count()).toBe(2);
+    await page.keyboard.press('d');
+    await page.keyboard.press('d');
+    expect((await types()).length).toBe(2);
+    await page.keyboard.press('z');
+    expect((await types()).length).toBe(4);
+    // Ctrl+Enter runs in place; Alt+Enter runs and inserts
+    await page.locator('.cell').nth(3).click({ position: { x: 30, y: 10 } });
+    await page.keyboard.press('Control+Enter');
+    await expect.poll(() => cellAt(page, 3).locator('.out-rich').textContent()).toBe('2');
+    await page.keyboard.press('Alt+Enter');
+    expect((await types()).length).toBe(5);
+    expect(await page.locator('.cell.editing').count()).toBe(1);
+    await page.keyboard.press('Escape');
+    expect(await page.locator('.nb-main').getAttribute('data-mode')).toBe('command');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'keyboard.png') });
+    await page.close();
+  }, 120_000);
+
+  it('runs no script from hostile outputs and never leaks the token', async () => {
+    const { page, errors } = await newNotebook2();
+    const violations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content Security Policy/.test(m.text())) violations.push(m.text());
+    });
+    await page.evaluate(() => {
+      (window as unknown as { __pwned: unknown }).__pwned = undefined;
+    });
+    const hostile = [
+      'from IPython.display import display, HTML, SVG, Markdown, Javascript',
+      `display(HTML('<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><a id=jl href="javascript:window.__pwned=3">jl</a><iframe srcdoc="<script>parent.__pwned=4</script>"></iframe><style>body{display:none}</style><form action="https://evil.example"><input name=q></form><div style="position:fixed;inset:0;z-index:9999;background:red" id=overlay>overlay</div><img src="/probe/html">'))`,
+      `display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=5"><script>window.__pwned=6</script><a href="javascript:window.__pwned=7"><text x="0" y="15">svg</text></a></svg>'))`,
+      `display(Markdown('[md](javascript:window.__pwned=9) <img src=x onerror="window.__pwned=10"> ![p](/probe/md)'))`,
+      `display(Javascript('window.__pwned=11'))`,
+      `display({'text/html': '<details open ontoggle="window.__pwned=12">t</details><math><mi xlink:href="javascript:window.__pwned=13">m</mi></math>', 'text/plain': 'x'}, raw=True)`,
+      'import os; print(sorted(k for k, v in os.environ.items()))',
+    ].join('\n');
+    const cell = cellAt(page, await addAndRun(page, hostile));
+    await cell.locator('.out-stream').waitFor({ timeout: 20_000 });
+    await page.waitForTimeout(500);
+    // click everything clickable in the outputs
+    for (const a of await cell.locator('.outputs a').all()) await a.click({ force: true }).catch(() => {});
+    await page.waitForTimeout(300);
+    expect(await page.evaluate(() => (window as unknown as { __pwned: unknown }).__pwned)).toBeUndefined();
+    expect(await cell.locator('.outputs script, .outputs iframe, .outputs style, .outputs form').count()).toBe(0);
+    const handlers = await cell.locator('.outputs *').evaluateAll((els) => els.flatMap((e) => [...e.attributes].filter((a) => /^on/i.test(a.name) || /javascript:/i.test(a.value)).map((a) => `${e.tagName}.${a.name}`)));
+    expect(handlers).toEqual([]);
+    // the IDE is still visible and the overlay stays inside the output box
+    expect(await page.locator('.toolbar').isVisible()).toBe(true);
+    const overlay = await cell.locator('#user-content-overlay, [id$="overlay"]').first().boundingBox();
+    const outBox = await cell.locator('.outputs').boundingBox();
+    if (overlay && outBox) expect(overlay.y).toBeGreaterThanOrEqual(outBox.y - 1);
+    await page.locator('button.kernel-button').click({ trial: true });
+    // images loaded from this origin carry no Referer and no token
+    await expect.poll(() => ide.probes.length).toBeGreaterThanOrEqual(1);
+    for (const p of ide.probes) {
+      expect(p.referer).toBeUndefined();
+      expect(p.url).not.toContain(TOKEN);
+    }
+    // the token is in no output, no URL, no element of the page
+    const html = await page.content();
+    expect(html).not.toContain(TOKEN);
+    expect(page.url()).not.toContain(TOKEN);
+    expect(await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).filter((n) => !n.startsWith('ws')))).not.toContain(TOKEN);
+    const saved = JSON.stringify(await page.evaluate(() => (window as unknown as { kinesis: { model: { toNotebook(): unknown } } }).kinesis.model.toNotebook()));
+    expect(saved).not.toContain(TOKEN);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'hostile-outputs.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 120_000);
+});
+
+// Each test opens its own notebook in its own page.
+async function newNotebook2(): Promise<{ page: Page; errors: string[] }> {
+  const p = await newPage();
+  await newNotebook(p.page);
+  return p;
+}
