@@ -254,6 +254,20 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     }
   });
 
+  it('continues a kernel\'s receipt chain when it is re-attached (restart)', async () => {
+    const m = await meter({ nvmlLibrary: null });
+    m.attachKernel('k', { pid: process.pid });
+    m.onExecutionStart('k', 'a');
+    const r1 = await m.onExecutionEnd('k', 'a');
+    const c1 = await m.detachKernel('k');
+    m.attachKernel('k', { pid: process.pid });
+    m.onExecutionStart('k', 'b');
+    const r2 = await m.onExecutionEnd('k', 'b');
+    expect([r1, c1, r2].map((r) => r.message.seq)).toEqual(['1', '2', '3']);
+    expect(BigInt(r2.message.cumulativeEnergyMj)).toBe(BigInt(c1.message.cumulativeEnergyMj) + BigInt(r2.message.energyMj) + BigInt(r2.message.idleEnergyMj) + BigInt(r2.message.carriedMj));
+    expect(BigInt(r2.message.fromMs)).toBeGreaterThanOrEqual(BigInt(c1.message.toMs));
+  });
+
   it('validates its inputs and is safe to dispose twice', async () => {
     await expect(createMeter({ signer: wallet, pricePerKwh: -1n, chainId: CHAIN })).rejects.toThrow(MeterError);
     await expect(createMeter({ signer: wallet, pricePerKwh: 1n, chainId: CHAIN, sampleIntervalMs: 1 })).rejects.toThrow(/sampleIntervalMs/);

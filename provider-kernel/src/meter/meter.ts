@@ -73,6 +73,9 @@ export interface Meter {
   dispose(): Promise<void>;
 }
 
+/** Detached kernels whose chain a re-attach can continue. */
+const MAX_CLOSED_BOOKS = 10_000;
+
 /** Windows shorter than this are `measured-short` (the counter updates every 20-100 ms). */
 const SHORT_MS: Partial<Record<ReceiptMethod, number>> = { 'nvml-counter': 100, 'nvml-power': 1000 };
 
@@ -142,6 +145,8 @@ class MeterImpl implements Meter {
   readonly #cpuNorm: CpuNormalizer;
   readonly #cpuPackagePowerW: number;
   readonly #books = new Map<string, KernelBook>();
+  /** Final seq and cumulative energy of detached kernels, oldest first, for re-attach. */
+  readonly #closedBooks = new Map<string, { seq: bigint; cumulativeMj: bigint }>();
   readonly #waiters = new Set<() => void>();
   #healthy = true;
   #disposed: Promise<void> | null = null;
@@ -200,7 +205,11 @@ class MeterImpl implements Meter {
       device = d;
     }
     device.windows.attach(kernelId, Date.now());
-    this.#books.set(kernelId, { device, seq: 0n, cumulativeMj: 0n, open: null, closing: null });
+    // A kernel re-attached under the same id (a restart) continues its receipt chain: the
+    // gateway wants seq and cumulative figures to go on, and allows the unbilled gap.
+    const past = this.#closedBooks.get(kernelId);
+    this.#closedBooks.delete(kernelId);
+    this.#books.set(kernelId, { device, seq: past?.seq ?? 0n, cumulativeMj: past?.cumulativeMj ?? 0n, open: null, closing: null });
     this.#send({ type: 'track', kernelId, pid: opts.pid, gpu: opts.deviceIndex ?? null });
   }
 
@@ -272,6 +281,8 @@ class MeterImpl implements Meter {
     const receipt = this.#sign(kernelId, b, lines, msgId, open ? open.startMs : end, end);
     w.forget(kernelId);
     this.#books.delete(kernelId);
+    this.#closedBooks.set(kernelId, { seq: b.seq, cumulativeMj: b.cumulativeMj });
+    if (this.#closedBooks.size > MAX_CLOSED_BOOKS) this.#closedBooks.delete(this.#closedBooks.keys().next().value!);
     this.#send({ type: 'untrack', kernelId });
     return receipt;
   }
