@@ -166,7 +166,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
       if (!offered.includes(TUNNEL_SUBPROTOCOL)) return rejectUpgrade(socket, 400, `the tunnel needs the ${TUNNEL_SUBPROTOCOL} subprotocol`);
       tunnelWss.handleUpgrade(req, socket, head, (ws) => {
-        providers.accept(ws).catch((err: unknown) => {
+        providers.accept(ws, socket).catch((err: unknown) => {
           logger.error('tunnel setup failed', { error: errorText(err) });
           ws.terminate();
         });
@@ -188,7 +188,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         }
         clientSockets.add(ws);
         ws.once('close', () => clientSockets.delete(ws));
-        acceptChannel(ws, kernel, sessionId, ws.protocol === V1_SUBPROTOCOL, { maxFrameBytes: tuning.maxClientFrameBytes, logger });
+        acceptChannel(ws, kernel, sessionId, ws.protocol === V1_SUBPROTOCOL, { maxFrameBytes: tuning.maxClientFrameBytes, logger }, socket);
       });
       return;
     }

@@ -3,6 +3,7 @@
 // are converted to v1 once. A frame that breaks its framing closes this socket only, with the
 // ProtocolError's code: 1003 (wrong frame type), 1007 (malformed), 1009 (too big; ws itself
 // enforces maxPayload).
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { legacyToV1, peekV1, ProtocolError } from '@kinesis/protocol';
 import { errorText, type Logger } from '../logger.ts';
@@ -14,8 +15,8 @@ export interface ChannelOptions {
   readonly logger: Logger;
 }
 
-export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, v1: boolean, opts: ChannelOptions): ClientConnection {
-  const conn = new ClientConnection(ws, sessionId, v1);
+export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, v1: boolean, opts: ChannelOptions, socket?: Duplex): ClientConnection {
+  const conn = new ClientConnection(ws, sessionId, v1, socket);
   ws.on('pong', () => {
     conn.alive = true;
   });

@@ -1,6 +1,8 @@
 // One client WebSocket on /api/kernels/{id}/channels. It speaks either framing; the kernel
 // hands it v1 bytes and, for legacy clients, a converter run at most once per message.
+import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
+import { corkForTick } from '../http/cork.ts';
 
 export type LegacyThunk = () => string | Buffer | undefined;
 
@@ -14,6 +16,8 @@ export class ClientConnection {
     /** `session_id` from the URL; '' for a client that gave none (it then sees every reply, as a proxy must). */
     readonly sessionId: string,
     readonly v1: boolean,
+    /** The TCP socket under `ws`, corked per event-loop turn. */
+    readonly socket?: Duplex,
   ) {}
 
   get open(): boolean {
@@ -26,6 +30,7 @@ export class ClientConnection {
 
   send(v1Frame: Buffer, legacy: LegacyThunk): void {
     if (!this.open) return;
+    corkForTick(this.socket);
     if (this.v1) {
       this.ws.send(v1Frame, { binary: true });
       return;

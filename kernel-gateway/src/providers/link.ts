@@ -3,7 +3,9 @@
 //
 // Hot path: `sendKernel` prefixes the 17-byte header to a client's v1 bytes; frames from the
 // provider are handed to `onKernelFrame` as views (no copy, no parse here).
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import { corkForTick } from '../http/cork.ts';
 import {
   decodeFrame,
   encodeControl,
@@ -38,6 +40,8 @@ export interface LinkOptions {
   readonly maxFrameBytes: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
+  /** The TCP socket under `ws`, corked per event-loop turn. */
+  readonly socket?: Duplex;
 }
 
 type Pending = { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout };
@@ -102,6 +106,7 @@ export class ProviderLink {
 
   sendKernel(kernelId: string, payload: Uint8Array): void {
     if (this.#closed) return;
+    corkForTick(this.opts.socket);
     if (payload.byteLength <= FRAGMENT_ABOVE) {
       this.ws.send(encodeKernelFrame(kernelId, payload), { binary: true });
       return;

@@ -1,6 +1,7 @@
 // The connected providers: accepts tunnels (handshake), replaces a provider's older
 // connection when it dials again, pings every link, and tells the kernel manager when a
 // provider comes and goes.
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { encodeControl, type Hello, type KernelStatusEvent } from '@kinesis/protocol';
 import type { Logger } from '../logger.ts';
@@ -49,7 +50,7 @@ export class ProviderRegistry {
     return [...this.#links.values()];
   }
 
-  async accept(ws: WebSocket): Promise<void> {
+  async accept(ws: WebSocket, socket?: Duplex): Promise<void> {
     if (this.#closed) {
       ws.terminate();
       return;
@@ -75,7 +76,7 @@ export class ProviderRegistry {
           events.onDetach(l);
         },
       },
-      { maxFrameBytes: this.opts.maxFrameBytes, requestTimeoutMs: this.opts.requestTimeoutMs, logger: this.opts.logger },
+      { maxFrameBytes: this.opts.maxFrameBytes, requestTimeoutMs: this.opts.requestTimeoutMs, logger: this.opts.logger, ...(socket ? { socket } : {}) },
     );
     const old = this.#links.get(link.id.toLowerCase());
     this.#links.set(link.id.toLowerCase(), link);
