@@ -222,6 +222,9 @@ describe('lifecycle statuses', () => {
     peer.kernelStatus(kernelId, 'dead', 'exit code 137');
     await c.waitFor(isStatus('dead'));
     expect((await gw!.api(`/api/kernels/${kernelId}`)).body.execution_state).toBe('dead');
+    // A client connecting afterwards is told at once.
+    const late = await connect(kernelId);
+    await late.waitFor(isStatus('dead'));
   });
 
   it('declares kernels dead after the grace period when their provider vanishes', async () => {

@@ -152,9 +152,12 @@ export class Kernel {
 
   /** Writes a `status` message on iopub, as Jupyter Server does for `restarting` and `dead`. */
   emitStatus(state: 'restarting' | 'dead' | 'starting'): void {
-    const msg = makeMessage({ channel: 'iopub', msgType: 'status', session: this.#kernelSession || GATEWAY_SESSION, content: { execution_state: state } });
-    const frame = encodeV1(msg);
-    this.#route(frame, { channel: 'iopub', header: msg.header, parentHeader: {} });
+    const frame = this.#statusFrame(state);
+    this.#route(frame, { channel: 'iopub', header: { msg_id: '', msg_type: 'status', session: '', username: '', date: '', version: '' }, parentHeader: {} });
+  }
+
+  #statusFrame(state: string): Buffer {
+    return encodeV1(makeMessage({ channel: 'iopub', msgType: 'status', session: this.#kernelSession || GATEWAY_SESSION, content: { execution_state: state } }));
   }
 
   die(reason: string): void {
@@ -189,6 +192,11 @@ export class Kernel {
       const { frames, dropped } = b.drain();
       if (dropped) this.#sendDropMarker(conn, dropped, b.maxBytes);
       for (const f of frames) conn.send(f, () => this.#toLegacy(f));
+    }
+    // A client that (re)connects to a dead kernel learns it at once, as it would have live.
+    if (this.state === 'dead' && !replay.length) {
+      const frame = this.#statusFrame('dead');
+      conn.send(frame, () => this.#toLegacy(frame));
     }
   }
 
