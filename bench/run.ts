@@ -11,6 +11,12 @@ mkdirSync(results, { recursive: true });
 type Bench = () => Promise<object>;
 const benches: Record<string, () => Promise<Bench>> = {
   kernel: async () => (await import('./kernel-bench.ts')).runKernelBench,
+  metering: async () => (await import('../provider-kernel/src/meter/bench.ts')).runMeterBench,
+  gas: async () => {
+    const { runGasBench } = await import('../contracts/script/gas-bench.ts');
+    return () => runGasBench({ write: true });
+  },
+  ide: async () => (await import('../ide/bench/notebook-bench.ts')).runIdeBench,
 };
 
 const summary: Record<string, unknown> = {};
