@@ -77,7 +77,8 @@ describe('kernelspecs', () => {
     expect(c.resources).toEqual({ 'logo-64x64': '/kernelspecs/python3-cpu/logo-64x64.png' });
     const g = body.kernelspecs['python3-nvidia-rtx-4090-24g'];
     expect(g.spec.display_name).toBe('Python 3 (ipykernel) · NVIDIA RTX 4090 24 GB · 2,000 per kWh');
-    expect(g.spec.metadata.kinesis).toMatchObject({ gpu: 'NVIDIA GeForce RTX 4090', memoryMiB: 24564, providers: [{ id: gpu.address, pricePerKwh: '2000' }] });
+    expect(g.spec.metadata.kinesis).toMatchObject({ provider: gpu.address, gpu: 'NVIDIA GeForce RTX 4090', memoryMiB: 24564, providers: [{ id: gpu.address, pricePerKwh: '2000' }] });
+    expect(c.spec.metadata.kinesis.provider).toBe(peers[1]!.address); // the cheaper CPU provider
     expect(typeof g.spec.metadata.kinesis.latencyMs === 'number' || g.spec.metadata.kinesis.latencyMs === null).toBe(true);
 
     const one = await gw.api('/api/kernelspecs/python3-cpu');

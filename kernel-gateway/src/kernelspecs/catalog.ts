@@ -5,6 +5,7 @@
 import type { HardwareClass } from './naming.ts';
 import { aliasDisplayName, displayName, gatewaySpecName } from './naming.ts';
 import type { KernelSpecAd } from '@kinesis/protocol/tunnel';
+import { pickProvider } from '../scheduler.ts';
 
 /** What the catalog needs from a provider (a ProviderLink has all of it). */
 export interface OfferSource {
@@ -132,6 +133,17 @@ export function specModel(entry: CatalogEntry, loadOf: (providerId: string) => n
           gpu: entry.cls.gpu,
           gpuCount: entry.cls.gpuCount,
           memoryMiB: entry.cls.memoryMiB,
+          // The provider an unconstrained start would get right now.
+          provider: pickProvider(
+            entry.offers.map((o) => ({
+              id: o.provider.id,
+              pricePerKwh: o.provider.pricePerKwh,
+              load: loadOf(o.provider.id),
+              latencyMs: o.provider.latencyMs,
+              gpuMemoryMiB: 0,
+              connectedSince: o.provider.connectedSince.getTime(),
+            })),
+          )?.id,
           pricePerKwh: min.toString(),
           latencyMs: latencies.length > 0 ? Math.min(...latencies) : null,
           providers: entry.offers.map((o) => ({
