@@ -94,6 +94,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     graceMs: tuning.graceMs,
     maxFrameBytes: tuning.maxClientFrameBytes,
     clientPingIntervalMs: tuning.clientPingIntervalMs,
+    detachedTtlMs: tuning.detachedTtlMs,
     logger,
     onExecuteReply: receiptRecorder(ledger, logger),
   });

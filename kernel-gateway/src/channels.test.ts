@@ -147,6 +147,20 @@ describe('buffering and replay', () => {
     expect(streams.reduce((n, m) => n + Buffer.byteLength(encodeV1(m)), 0)).toBeLessThanOrEqual(4096);
   });
 
+  it('forgets a disconnected session that does not come back in time', async () => {
+    const { kernelId, peer } = await setup({ tuning: { detachedTtlMs: 100, clientPingIntervalMs: 50 } });
+    const a = await connect(kernelId);
+    const ex = a.request('shell', 'execute_request', { code: 'print x' });
+    await a.reply(ex);
+    await a.close();
+    await until(async () => (await gw!.api(`/api/kernels/${kernelId}`)).body.connections === 0);
+    peer.stream(kernelId, 'kept briefly\n', ex.header);
+    await sleep(400);
+    const back = await connect(kernelId, { sessionId: a.sessionId });
+    await sleep(100);
+    expect(back.messages.filter((m) => m.header.msg_type === 'stream')).toEqual([]);
+  });
+
   it('hands output produced before anyone connected to the first client', async () => {
     const { kernelId, peer } = await setup();
     await until(async () => (await gw!.api(`/api/kernels/${kernelId}`)).body.execution_state === 'idle');

@@ -23,6 +23,8 @@ export interface Tuning {
   readonly clientPingIntervalMs: number;
   readonly pendingMaxBytes: number;
   readonly maxDetachedSessions: number;
+  /** Output kept for a disconnected session is forgotten after this long. */
+  readonly detachedTtlMs: number;
   readonly clientHighWaterBytes: number;
   readonly clientMaxBufferedBytes: number;
 }
@@ -43,6 +45,7 @@ export const DEFAULT_TUNING: Tuning = {
   clientPingIntervalMs: 30_000,
   pendingMaxBytes: 64 * 1024 * 1024,
   maxDetachedSessions: 8,
+  detachedTtlMs: 15 * 60_000,
   clientHighWaterBytes: 4 * 1024 * 1024,
   clientMaxBufferedBytes: 64 * 1024 * 1024,
 };

@@ -11,7 +11,7 @@ import { decodeV1, encodeV1, makeMessage, v1ToLegacy, type MessageHeader, type V
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ClientConnection } from './client.ts';
-import { ReplayBuffer, type DropReport } from './replay-buffer.ts';
+import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
 
@@ -104,7 +104,7 @@ export class Kernel {
       return 'sent';
     }
     if (this.#pendingBytes + payload.length > this.opts.pendingMaxBytes) return 'full';
-    this.#pending.push(payload);
+    this.#pending.push(own(payload));
     this.#pendingBytes += payload.length;
     return 'queued';
   }
@@ -210,6 +210,11 @@ export class Kernel {
       if (oldest !== undefined) this.#detached.delete(oldest);
     }
     this.#detached.set(conn.sessionId, new ReplayBuffer(this.opts.bufferBytes));
+  }
+
+  /** Forgets disconnected sessions that have not come back within `ttlMs`. */
+  sweepDetached(now: number, ttlMs: number): void {
+    for (const [session, b] of this.#detached) if (now - b.createdAt > ttlMs) this.#detached.delete(session);
   }
 
   dispose(code: number, reason: string): void {

@@ -23,6 +23,8 @@ export interface KernelManagerOptions extends Omit<KernelOptions, 'logger'> {
   readonly graceMs: number;
   readonly maxFrameBytes: number;
   readonly clientPingIntervalMs: number;
+  /** How long output is kept for a disconnected session that does not come back. */
+  readonly detachedTtlMs: number;
   readonly logger: Logger;
   /** Shell `execute_reply` frames, for the ledger (the only place an execute_reply's metadata is read). */
   readonly onExecuteReply?: (kernel: Kernel, payload: Buffer) => void;
@@ -302,7 +304,9 @@ export class KernelManager implements ProviderEvents {
   }
 
   #pingClients(): void {
+    const now = Date.now();
     for (const k of this.kernels.values()) {
+      k.sweepDetached(now, this.opts.detachedTtlMs);
       for (const c of k.clients) {
         if (!c.alive) {
           c.ws.terminate();

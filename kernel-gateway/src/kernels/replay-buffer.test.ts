@@ -33,6 +33,20 @@ describe('ReplayBuffer', () => {
     expect(dropped?.count).toBe(1);
   });
 
+  it('copies small views of large reads so the bound is real memory', () => {
+    const read = Buffer.alloc(65536);
+    const view = read.subarray(100, 300);
+    const b = new ReplayBuffer(1000);
+    b.push(view, {});
+    const [kept] = b.drain().frames;
+    expect(kept!.buffer.byteLength).toBeLessThan(65536);
+    expect(kept!.equals(view)).toBe(true);
+    const whole = Buffer.alloc(5000);
+    const b2 = new ReplayBuffer(10_000);
+    b2.push(whole, {});
+    expect(b2.drain().frames[0]).toBe(whole);
+  });
+
   it('holds the bound and keeps the newest suffix under random pushes (seeded)', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const rand = prng(seed);

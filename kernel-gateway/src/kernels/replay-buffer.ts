@@ -43,7 +43,7 @@ export class ReplayBuffer {
       this.#drop(frame.length, parent);
       return;
     }
-    this.#entries.push({ frame, parent });
+    this.#entries.push({ frame: own(frame), parent });
     this.#bytes += frame.length;
     while (this.#bytes > this.maxBytes) {
       const e = this.#entries[this.#head];
@@ -76,4 +76,13 @@ export class ReplayBuffer {
     this.#droppedBytes += bytes;
     this.#droppedParent = parent;
   }
+}
+
+/**
+ * A frame from ws may be a view into a larger socket read (64 KiB for a 200-byte message):
+ * keeping the view would keep the whole read alive and make the byte bound meaningless.
+ * Copy such views; keep frames that own (most of) their memory.
+ */
+export function own(frame: Buffer): Buffer {
+  return frame.buffer.byteLength > frame.length * 2 + 1024 ? Buffer.from(frame) : frame;
 }
