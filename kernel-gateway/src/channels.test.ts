@@ -93,7 +93,7 @@ describe('routing', () => {
 
 describe('starting kernels', () => {
   it('queues messages sent while the kernel starts and delivers them in order once it is ready', async () => {
-    const { kernelId, peer } = await setup({}, { startDelayMs: 700 });
+    const { kernelId, peer } = await setup({}, { startDelayMs: 1500 });
     const c = await connect(kernelId);
     const sent = [1, 2, 3].map((i) => c.request('shell', 'execute_request', { code: `print ${i}` }));
     await sleep(200);
