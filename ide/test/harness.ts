@@ -132,7 +132,11 @@ export async function startIdeServer(upstream: string): Promise<IdeServer> {
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
-      p.on('error', (e) => sendError(res, e));
+      // The upstream going away (at shutdown) is a 502 for this one request, not a crash.
+      p.on('error', () => {
+        if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'application/json' }).end('{"message":"upstream unavailable"}');
+        else res.destroy();
+      });
       req.pipe(p);
       return;
     }

@@ -36,8 +36,28 @@ const PADDING = 6;
 /** Height a cell's editor will have for `lines` lines; the list uses it to estimate unmeasured cells. */
 export const editorHeightFor = (lines: number): number => Math.max(1, lines) * LINE_HEIGHT + 2 * PADDING;
 
+/**
+ * Monaco positions suggest/hover widgets with `position: fixed`; cells use CSS
+ * containment (which would make them the containing block and clip the widgets),
+ * so widgets live in one body-level node instead.
+ */
+function overflowHost(): HTMLElement {
+  let el = document.getElementById('monaco-overflow');
+  if (!el) {
+    el = document.createElement('div');
+    el.id = 'monaco-overflow';
+    el.className = 'monaco-editor';
+    document.body.appendChild(el);
+  }
+  return el;
+}
+
+type Waiter = { readonly run: () => void; cancelled: boolean; readonly urgent: boolean };
+
 export class EditorPool {
   readonly #free: PooledEditor[] = [];
+  readonly #queue: Waiter[] = [];
+  #drain = 0;
   readonly #used = new Set<PooledEditor>();
   readonly #models = new Map<string, ModelEntry>();
   #width = 600;
@@ -73,6 +93,38 @@ export class EditorPool {
     if (Math.abs(px - this.#width) < 1) return;
     this.#width = px;
     for (const e of this.#used) this.#layout(e);
+  }
+
+  /**
+   * Asks for an editor for a cell that just scrolled into view. Cells show a plain
+   * text placeholder until their editor arrives: editors are handed out a few per
+   * frame (urgent requests, e.g. the cell being edited, at once), so scrolling fast
+   * through a long notebook never stalls on creating editors for cells already gone.
+   * Returns a cancel function.
+   */
+  request(urgent: boolean, run: () => void): () => void {
+    const w: Waiter = { run, cancelled: false, urgent };
+    if (urgent) {
+      run();
+      return () => {};
+    }
+    this.#queue.push(w);
+    if (!this.#drain) this.#drain = requestAnimationFrame(() => this.#drainQueue());
+    return () => {
+      w.cancelled = true;
+    };
+  }
+
+  #drainQueue(): void {
+    // A frame's budget: grant editors for ~8 ms, then yield to paint and input.
+    const start = performance.now();
+    this.#drain = 0;
+    while (this.#queue.length && performance.now() - start < 8) {
+      const w = this.#queue.shift() as Waiter;
+      if (!w.cancelled) w.run();
+    }
+    while (this.#queue.length && (this.#queue[0] as Waiter).cancelled) this.#queue.shift();
+    if (this.#queue.length) this.#drain = requestAnimationFrame(() => this.#drainQueue());
   }
 
   acquire(cellId: string, text: Y.Text, language: string, handlers: CellEditorHandlers): PooledEditor {
@@ -124,11 +176,20 @@ export class EditorPool {
       padding: { top: PADDING, bottom: PADDING },
       contextmenu: false,
       fixedOverflowWidgets: true,
+      overflowWidgetsDomNode: overflowHost(),
       wordBasedSuggestions: 'off',
       quickSuggestions: false,
       suggestOnTriggerCharacters: true,
       tabCompletion: 'on',
       occurrencesHighlight: 'off',
+      // Per-keystroke work that a notebook cell does not need (typing latency budget).
+      bracketPairColorization: { enabled: false },
+      guides: { indentation: false, bracketPairs: false, highlightActiveIndentation: false },
+      selectionHighlight: false,
+      links: false,
+      colorDecorators: false,
+      unicodeHighlight: { ambiguousCharacters: false, invisibleCharacters: false },
+      renderValidationDecorations: 'off',
       stickyScroll: { enabled: false },
       ariaLabel: 'cell editor',
     });
@@ -157,6 +218,8 @@ export class EditorPool {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    if (this.#drain) cancelAnimationFrame(this.#drain);
+    this.#queue.length = 0;
     for (const e of [...this.#used, ...this.#free]) e.editor.dispose();
     this.#used.clear();
     this.#free.length = 0;

@@ -1,3 +1,7 @@
+// KaTeX emits MathML only: browsers render MathML Core natively, it is what screen
+// readers read, and it is a fraction of the DOM of KaTeX's HTML output (which
+// matters when scrolling a notebook with hundreds of formulas).
+//
 // Markdown (cells and text/markdown outputs) with TeX math: $…$, $$…$$, \(…\), \[…\]
 // are lifted out before marked sees them (so `_` and `*` inside math stay math),
 // rendered by KaTeX (trust off: no \href or \includegraphics URLs), put back, and the
@@ -12,11 +16,26 @@ const MATH_RE = /(\$\$[\s\S]+?\$\$|\\\[[\s\S]+?\\\]|\\\([\s\S]+?\\\)|(?<![\\$\w]
 const CODE_RE = /(```[\s\S]*?```|~~~[\s\S]*?~~~|`[^`\n]*`)/g;
 
 export function renderTex(tex: string, display: boolean): string {
-  return katex.renderToString(tex, { displayMode: display, throwOnError: false, trust: false, strict: 'ignore', output: 'htmlAndMathml', maxExpand: 1000, maxSize: 50 });
+  return katex.renderToString(tex, { displayMode: display, throwOnError: false, trust: false, strict: 'ignore', output: 'mathml', maxExpand: 1000, maxSize: 50 });
 }
+
+// Rendered markdown by source, so scrolling back over cells costs nothing. Only
+// attachment-free sources are cached (attachments make the key large).
+const cache = new Map<string, string>();
+const CACHE_MAX = 2000;
 
 /** Renders markdown to sanitised HTML; `attachments` resolves `attachment:name` image URLs. */
 export function renderMarkdown(src: string, attachments?: Readonly<Record<string, unknown>>): string {
+  if (attachments) return render(src, attachments);
+  const hit = cache.get(src);
+  if (hit !== undefined) return hit;
+  const html = render(src, undefined);
+  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  cache.set(src, html);
+  return html;
+}
+
+function render(src: string, attachments: Readonly<Record<string, unknown>> | undefined): string {
   const maths: string[] = [];
   // Protect code spans/blocks first so `$` inside code is not math.
   const codes: string[] = [];

@@ -11,7 +11,7 @@ import { editorHeightFor } from '../editor/pool.ts';
 import { CellView } from './CellView.tsx';
 import type { NotebookView } from './view.ts';
 
-const OVERSCAN_PX = 600;
+const OVERSCAN_PX = 300;
 const CELL_CHROME = 18; // margins and borders around the editor
 
 function estimate(view: NotebookView, id: string): number {

@@ -79,26 +79,51 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
 
   let slot!: HTMLDivElement;
   let editor: PooledEditor | undefined;
+  const [hasEditor, setHasEditor] = createSignal(false);
+  let mountNow: (() => void) | undefined;
   createEffect(on([showEditor, type], ([show, t]) => {
     if (!show) return;
-    const e = props.pool.acquire(props.id, text, LANG[t], {
-      run: (how) => v.run(how),
-      escape: () => v.commandMode(),
-      focus: (f) => {
-        if (f) {
-          if (v.active() !== props.id) v.select(props.id);
-          v.setMode('edit');
-        }
-      },
-      height: () => {},
+    let e: PooledEditor | undefined;
+    const mount = (): void => {
+      e = props.pool.acquire(props.id, text, LANG[t], {
+        run: (how) => v.run(how),
+        escape: () => v.commandMode(),
+        focus: (f) => {
+          if (f) {
+            if (v.active() !== props.id) v.select(props.id);
+            v.setMode('edit');
+          }
+        },
+        height: () => {},
+      });
+      editor = e;
+      slot.replaceChildren(e.host);
+      setHasEditor(true);
+      if (active() && v.mode() === 'edit') e.editor.focus();
+    };
+    const cancel = props.pool.request(active() && v.mode() === 'edit', () => {
+      mountNow = undefined;
+      mount();
     });
-    editor = e;
-    slot.appendChild(e.host);
+    if (!e) {
+      mountNow = () => {
+        cancel();
+        mountNow = undefined;
+        mount();
+      };
+    }
     onCleanup(() => {
+      mountNow = undefined;
+      cancel();
+      setHasEditor(false);
       editor = undefined;
-      props.pool.release(e);
+      if (e) props.pool.release(e);
     });
   }));
+  // Edit mode on a cell whose editor is still queued: mount it now.
+  createEffect(() => {
+    if (active() && v.mode() === 'edit' && showEditor() && !hasEditor()) mountNow?.();
+  });
   createEffect(on(v.focusTick, () => {
     if (active() && v.mode() === 'edit') queueMicrotask(() => editor?.editor.focus());
   }, { defer: true }));
@@ -173,7 +198,9 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
         <Show when={showEditor()} fallback={
           <div class="markdown rendered" innerHTML={mdHtml() || '<p class="empty-md">Empty markdown cell — double-click to edit</p>'} onDblClick={() => v.enterEdit(props.id)} />
         }>
-          <div class="editor-slot" ref={slot} />
+          <div class="editor-slot" ref={slot} onMouseDown={() => !hasEditor() && v.enterEdit(props.id)}>
+            <pre class="code-placeholder">{text.toString()}</pre>
+          </div>
         </Show>
         <Show when={type() === 'code'}>
           <Outputs outputs={outputs} stdin={stdin} />
