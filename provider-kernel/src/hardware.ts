@@ -33,8 +33,9 @@ export async function detectHardware(opts: DetectOptions = {}): Promise<Hardware
     }
   }
   const devices: DeviceInfo[] =
-    gpus.length > 0 ? gpus : [{ kind: 'cpu', vendor: cpu.vendor, name: cpu.model, index: 0, memoryMiB }];
-  return { devices, cpu: { model: cpu.model, cores: cpu.cores }, memoryMiB, os: `${os.type()} ${os.release()}`, arch: os.arch() };
+    gpus.length > 0 ? gpus : [{ kind: 'cpu', vendor: cpu.vendor.slice(0, 64), name: cpu.model.slice(0, 128), index: 0, memoryMiB }];
+  // Lengths as the tunnel's validator allows them.
+  return { devices, cpu: { model: cpu.model.slice(0, 256), cores: cpu.cores }, memoryMiB, os: `${os.type()} ${os.release()}`.slice(0, 64), arch: os.arch().slice(0, 64) };
 }
 
 function runNvidiaSmi(exe: string): Promise<string> {

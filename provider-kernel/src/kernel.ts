@@ -20,6 +20,8 @@ import type { Logger } from './logger.ts';
 import { fromZmqFrames, peekHeader, toZmqFrames, type HeaderPeek, type WireParts } from './wire.ts';
 import { KernelChannels } from './zmq-channels.ts';
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'stopping' | 'dead' | 'stopped';
 
 export interface KernelHooks {
@@ -241,7 +243,12 @@ export class Kernel {
       } catch (e) {
         if (!(e instanceof KernelError && e.shortMessage.includes('no reply'))) break;
       }
-      if (replied && this.iopubSeen) return;
+      if (replied && this.iopubSeen) {
+        const channels = this.channels;
+        const left = deadline - Date.now();
+        if (channels && left > 0 && (await Promise.race([channels.connected.then(() => true), sleep(left).then(() => false)]))) return;
+        break;
+      }
       if (gen !== this.generation) break;
     }
     if (this.abandoned) throw new KernelError(`kernel ${this.id} was shut down while starting`);

@@ -12,7 +12,6 @@ import { silentLogger } from './logger.ts';
 import { collect, execute, executeRequest, resultText, SESSION } from './testing/jupyter-client.ts';
 import { TunnelTestPeer } from './testing/tunnel-peer.ts';
 
-const SPEC_DIRS = ['/usr/share/jupyter/kernels'];
 
 function groupAlive(pid: number): boolean {
   try {
@@ -38,8 +37,13 @@ let running: RunningProvider;
 
 beforeAll(async () => {
   dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kinesis-provider-'));
+  // A second kernelspec for the same ipykernel, interrupted by message instead of signal.
+  const specs = path.join(dataDir, 'specs');
+  await fs.mkdir(path.join(specs, 'python3-msg'), { recursive: true });
+  const debian = JSON.parse(await fs.readFile('/usr/share/jupyter/kernels/python3/kernel.json', 'utf8')) as Record<string, unknown>;
+  await fs.writeFile(path.join(specs, 'python3-msg', 'kernel.json'), JSON.stringify({ ...debian, display_name: 'Python 3 (message interrupt)', interrupt_mode: 'message' }));
   peer = await TunnelTestPeer.start();
-  running = await startProvider({ gatewayUrl: peer.url, dataDir, kernelspecDirs: SPEC_DIRS, logger: silentLogger, pricePerKwh: 123n, name: 'test-rig', waitForConnection: true });
+  running = await startProvider({ gatewayUrl: peer.url, dataDir, kernelspecDirs: ['/usr/share/jupyter/kernels', specs], logger: silentLogger, pricePerKwh: 123n, name: 'test-rig', waitForConnection: true });
 });
 
 afterAll(async () => {
@@ -51,9 +55,9 @@ afterAll(async () => {
   await fs.rm(dataDir, { recursive: true, force: true });
 });
 
-async function startKernel(env: Record<string, string> = {}): Promise<string> {
+async function startKernel(env: Record<string, string> = {}, specName = 'python3'): Promise<string> {
   const kernelId = randomUUID();
-  const r = await peer.request({ type: 'start_kernel', kernelId, specName: 'python3', env });
+  const r = await peer.request({ type: 'start_kernel', kernelId, specName, env });
   expect(r).toEqual({ type: 'reply', id: expect.any(Number), ok: true });
   return kernelId;
 }
@@ -64,7 +68,7 @@ describe('provider ↔ real ipykernel through the tunnel', () => {
     expect(hello?.address).toBe(running.address);
     expect(hello?.name).toBe('test-rig');
     expect(hello?.pricePerKwh).toBe('123');
-    expect(hello?.kernelspecs.map((k) => k.name)).toEqual(['python3']);
+    expect(hello?.kernelspecs.map((k) => k.name)).toEqual(['python3', 'python3-msg']);
     expect(validateHardware(hello?.hardware)).toEqual(hello?.hardware);
     expect(hello?.kernels).toEqual([]);
   });
@@ -126,9 +130,21 @@ describe('provider ↔ real ipykernel through the tunnel', () => {
     expect([...(echo.buffers[1] as Uint8Array)]).toEqual([255, 2, 1, 0]);
   });
 
-  it('interrupts time.sleep(60) by signal', async () => {
+  it('answers input() through the stdin channel', async () => {
     const id = await startKernel();
-    const req = executeRequest('import time; time.sleep(60)');
+    const req = executeRequest('name = input("who? ")\nprint("hello", name)', { allow_stdin: true });
+    peer.sendKernel(id, req);
+    const ask = await peer.until(() => peer.replies_(id, req.header.msg_id).find((m) => m.header.msg_type === 'input_request'), 10_000, 'input_request');
+    expect(ask.channel).toBe('stdin');
+    expect(ask.content['prompt']).toBe('who? ');
+    peer.sendKernel(id, makeMessage({ channel: 'stdin', msgType: 'input_reply', session: SESSION, parent: ask.header, content: { value: 'kinesis' } }));
+    expect((await collect(peer, id, req.header.msg_id)).stdout).toBe('hello kinesis\n');
+  });
+
+  it.each(['python3', 'python3-msg'])('interrupts time.sleep(60) (%s: by signal / by interrupt_request)', async (specName) => {
+    const id = await startKernel({}, specName);
+    // stop_on_error: false, or ipykernel aborts requests that arrive just after the error.
+    const req = executeRequest('import time; time.sleep(60)', { stop_on_error: false });
     peer.sendKernel(id, req);
     await peer.until(() => peer.replies_(id, req.header.msg_id).some((m) => m.content['execution_state'] === 'busy'), 10_000, 'busy');
     await new Promise((r) => setTimeout(r, 300));
@@ -177,6 +193,17 @@ describe('provider ↔ real ipykernel through the tunnel', () => {
     expect(running.provider.kernelStates().some((k) => k.kernelId === id)).toBe(false);
     const again = await peer.request({ type: 'shutdown_kernel', kernelId: id });
     expect(again).toMatchObject({ ok: false, error: expect.stringMatching(/unknown kernel/) });
+  });
+
+  it('answers a retried start_kernel for the same kernel once it is up, without a second process', async () => {
+    const kernelId = randomUUID();
+    const [a, b] = await Promise.all([
+      peer.request({ type: 'start_kernel', kernelId, specName: 'python3', env: {} }),
+      peer.request({ type: 'start_kernel', kernelId, specName: 'python3', env: {} }),
+    ]);
+    expect([a.ok, b.ok]).toEqual([true, true]);
+    expect(running.provider.kernelStates().filter((k) => k.kernelId === kernelId)).toHaveLength(1);
+    expect(resultText(await execute(peer, kernelId, '3*3'))).toBe('9');
   });
 
   it('answers bad requests with errors and drops malformed kernel frames without losing the tunnel', async () => {

@@ -57,6 +57,8 @@ interface KernelEntry {
   readonly gpu: number | undefined;
   /** Attached to the meter now (attach and detach must pair up). */
   metered: boolean;
+  /** Settles when the first start is over (a retried start_kernel waits on it). */
+  started: Promise<void>;
 }
 
 export class Provider {
@@ -172,7 +174,9 @@ export class Provider {
   private async startKernel(kernelId: string, specName: string, env: Readonly<Record<string, string>>): Promise<void> {
     const existing = this.kernels.get(kernelId);
     if (existing) {
-      // A retried start (the reply was lost with a dropped tunnel): answer for the same kernel.
+      // A retried start (the reply was lost with a dropped tunnel): answer for the same kernel,
+      // once it is up.
+      await existing.started;
       if (existing.kernel.adStatus) return;
       throw new KernelError(`kernel ${kernelId} exists and is ${existing.kernel.state}`);
     }
@@ -195,12 +199,13 @@ export class Provider {
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
     const tracker = this.o.meter ? new ExecutionTracker(kernelId, this.o.meter, this.o.logger) : undefined;
-    const entry: KernelEntry = { kernel, idBytes: kernelIdBytes(kernelId), tracker, gpu, metered: false };
+    const started = kernel.start();
+    const entry: KernelEntry = { kernel, idBytes: kernelIdBytes(kernelId), tracker, gpu, metered: false, started: started.catch(() => undefined) };
     this.kernels.set(kernelId, entry);
     this.outbox.addKernel(kernelId);
     this.sendStatus(kernelId, 'starting');
     try {
-      await kernel.start();
+      await started;
     } catch (e) {
       this.forget(kernelId);
       throw e;

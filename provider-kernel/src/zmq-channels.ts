@@ -17,15 +17,30 @@ export class KernelChannels {
   // zeromq 6 allows one pending send per socket: later sends wait their turn here.
   private readonly sendChains = new Map<Sendable, Promise<void>>();
   private closed = false;
+  private unconnected = new Set<string>(['shell', 'control', 'stdin']);
+  private onAllConnected: (() => void) | undefined;
+  /**
+   * Resolves once shell, control and stdin have each completed a TCP connection to the
+   * kernel. A ROUTER drops messages for identities it has not seen connect, so an
+   * input_request sent before our stdin socket connected would be lost for good
+   * (kernel_info_reply proves only the shell connection).
+   */
+  readonly connected: Promise<void>;
 
   constructor(
     info: ConnectionInfo,
     private readonly onFrames: InboundHandler,
     private readonly logger: Logger,
   ) {
+    this.connected = new Promise<void>((resolve) => (this.onAllConnected = resolve));
     const identity = `kinesis-${randomUUID()}`;
-    const dealer = (port: number, routingId?: string): zmq.Dealer => {
+    const dealer = (name: string, port: number, routingId?: string): zmq.Dealer => {
       const s = new zmq.Dealer({ linger: 0, ...(routingId ? { routingId } : {}) });
+      // Listen before connecting, or the event can come first.
+      s.events.on('connect', () => {
+        this.unconnected.delete(name);
+        if (this.unconnected.size === 0) this.onAllConnected?.();
+      });
       s.connect(zmqUrl(info, port));
       return s;
     };
@@ -33,9 +48,9 @@ export class KernelChannels {
     iopub.connect(zmqUrl(info, info.iopub_port));
     iopub.subscribe();
     this.sockets = {
-      shell: dealer(info.shell_port, identity),
-      control: dealer(info.control_port),
-      stdin: dealer(info.stdin_port, identity),
+      shell: dealer('shell', info.shell_port, identity),
+      control: dealer('control', info.control_port),
+      stdin: dealer('stdin', info.stdin_port, identity),
       iopub,
     };
     for (const ch of ['shell', 'control', 'stdin', 'iopub'] as const) void this.readLoop(ch);
