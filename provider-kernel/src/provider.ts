@@ -59,6 +59,8 @@ interface KernelEntry {
   metered: boolean;
   /** Settles when the first start is over (a retried start_kernel waits on it). */
   started: Promise<void>;
+  /** Died while the tunnel was down: `dead` is sent after the next handshake. */
+  deadUnsent: boolean;
 }
 
 export class Provider {
@@ -85,7 +87,13 @@ export class Provider {
         address: this.address,
         signAuth: (text) => o.identity.signText(text),
         hello: () => this.helloBody(),
-        onWelcome: (ws, w) => this.outbox.attach(wsSocket(ws), w.initialCredit),
+        onWelcome: (ws, w) => {
+          this.outbox.attach(wsSocket(ws), w.initialCredit);
+          for (const e of this.kernels.values()) {
+            if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
+            e.deadUnsent = false;
+          }
+        },
         onDisconnect: () => this.outbox.detach(),
         onRequest: (req) => void this.handleRequest(req),
         onKernelFrame: (id, payload) => this.fromGateway(id, payload),
@@ -200,7 +208,7 @@ export class Provider {
     });
     const tracker = this.o.meter ? new ExecutionTracker(kernelId, this.o.meter, this.o.logger) : undefined;
     const started = kernel.start();
-    const entry: KernelEntry = { kernel, idBytes: kernelIdBytes(kernelId), tracker, gpu, metered: false, started: started.catch(() => undefined) };
+    const entry: KernelEntry = { kernel, idBytes: kernelIdBytes(kernelId), tracker, gpu, metered: false, started: started.catch(() => undefined), deadUnsent: false };
     this.kernels.set(kernelId, entry);
     this.outbox.addKernel(kernelId);
     this.sendStatus(kernelId, 'starting');
@@ -250,9 +258,9 @@ export class Provider {
     this.outbox.removeKernel(kernelId);
   }
 
-  private sendStatus(kernelId: string, status: KernelStatusEvent['status'], reason?: string): void {
+  private sendStatus(kernelId: string, status: KernelStatusEvent['status'], reason?: string): boolean {
     const ev: KernelStatusEvent = { type: 'kernel_status', kernelId, status, ...(reason ? { reason: reason.slice(0, 4000) } : {}) };
-    this.outbox.sendControl(encodeControl(ev));
+    return this.outbox.sendControl(encodeControl(ev));
   }
 
   // ---- kernel → gateway -------------------------------------------------------------
@@ -261,7 +269,8 @@ export class Provider {
     onStatus: (k, status, reason) => {
       const e = this.kernels.get(k.id);
       if (status === 'dead' && e) this.detachMeter(e);
-      this.sendStatus(k.id, status, reason);
+      const sent = this.sendStatus(k.id, status, reason);
+      if (status === 'dead' && e && !sent) e.deadUnsent = true;
     },
     onMessage: (k, channel, parts, header, parent) => this.toGateway(k, channel, parts, header, parent),
   };

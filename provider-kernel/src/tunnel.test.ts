@@ -83,6 +83,23 @@ describe('tunnel link', () => {
     expect(resultText(await execute(peer2, id, 'x + 1'))).toBe('2'); // same kernel, state kept
   });
 
+  it('reports a kernel that died during the outage right after reconnecting', async () => {
+    const peer1 = await TunnelTestPeer.start();
+    const port = peer1.port;
+    const p = await provider(peer1, { waitForConnection: true, metering: false });
+    const id = await startKernel(peer1);
+    const pid = p.provider.kernelStates()[0]?.pid as number;
+    await peer1.close();
+    for (let i = 0; i < 100 && p.provider.link.state === 'open'; i++) await new Promise((r) => setTimeout(r, 20));
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    const peer2 = await peerOn(port);
+    const hello = await peer2.until(() => peer2.hellos[0], 20_000, 'hello');
+    expect(hello.kernels).toEqual([]);
+    const dead = await peer2.until(() => peer2.statuses.find((s) => s.kernelId === id), 5000, 'dead');
+    expect(dead.status).toBe('dead');
+  });
+
   it('drops a silent gateway (no ping, no frame) and a handshake that never completes', async () => {
     const quiet = await peerOn();
     await provider(quiet, { waitForConnection: true, link: { idleTimeoutMs: 800 } });
