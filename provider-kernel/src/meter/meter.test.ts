@@ -96,11 +96,14 @@ describe('meter on the C stand-in NVML', () => {
     expect(closing.message.msgId).toBe('');
     expect(Number(closing.message.carriedMj) + Number(closing.message.idleEnergyMj)).toBeGreaterThan(0);
     const total = checkReceipts([r1, closing]);
-    // The books cover attach..detach: the schedule's energy over that span, to within a
-    // couple of counter updates at each end.
-    const truth = scheduleEnergyMj(gpu().power, tAttach, tDetach);
-    expect(Number(total)).toBeGreaterThan(truth - 200 * 150);
-    expect(Number(total)).toBeLessThanOrEqual(truth + 200 * 50);
+    // The books cover attach..detach (the receipts' spans): the schedule's energy over that
+    // span, to within a couple of counter updates (20 ms) at each end.
+    const from = Number(r1.message.fromMs);
+    const to = Number(closing.message.toMs);
+    expect(from).toBeGreaterThanOrEqual(tAttach);
+    expect(to).toBeLessThanOrEqual(tDetach);
+    const truth = scheduleEnergyMj(gpu().power, from, to);
+    expect(Math.abs(Number(total) - truth)).toBeLessThanOrEqual(200 * 50);
     await expect(m.onExecutionEnd('k1', 'x')).rejects.toThrow(MeterError);
   });
 
@@ -142,7 +145,7 @@ describe('meter on the C stand-in NVML', () => {
     const r = await m.onExecutionEnd('k', 'a');
     expect(r.message.method).toBe('nvml-power');
     const e = Number(r.message.energyMj);
-    expect(e).toBeGreaterThan(measuredPart(r, 200_000) - 200 * (300 + 250)); // lost at most the detection time (+ a late tick)
+    expect(e).toBeGreaterThan(measuredPart(r, 200_000) - 200 * (300 + 500)); // lost at most the detection time (+ late ticks on a loaded machine)
     expect(e).toBeLessThanOrEqual(measuredPart(r, 200_000) + 200 * 40);
     checkReceipts([r, await m.detachKernel('k')]);
   });
@@ -227,7 +230,7 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     const expected = (ticks1 - ticks0) * mjPerTick;
     const e = Number(r.message.energyMj);
     expect(ticks1 - ticks0).toBeGreaterThan(2); // usually ~100; CI machines are shared
-    expect(e).toBeGreaterThan(expected * 0.6 - 2 * mjPerTick); // less the unsampled tail (≤ ~1 period)
+    expect(e).toBeGreaterThan(expected * 0.3); // less the unsampled tail; ~0 if the child's time were missed
     expect(e).toBeLessThanOrEqual(expected + 3 * mjPerTick);
     expect(Number(r.message.uncertaintyMj)).toBeGreaterThanOrEqual(Math.floor(e * 0.5));
     checkReceipts([r, await m.detachKernel('k')]);

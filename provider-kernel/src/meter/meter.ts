@@ -66,6 +66,8 @@ export interface Meter {
   attachKernel(kernelId: string, opts: AttachOptions): void;
   onExecutionStart(kernelId: string, msgId: string, tMs?: number): void;
   onExecutionEnd(kernelId: string, msgId: string, tMs?: number): Promise<SignedReceipt>;
+  /** onExecutionEnd without the promise, for a reply path that must not yield. Throws MeterError. */
+  executionEndSync(kernelId: string, msgId: string, tMs?: number): SignedReceipt;
   /** Closes the kernel's books: waits (bounded) for the last sample, returns the closing receipt. */
   detachKernel(kernelId: string): Promise<SignedReceipt>;
   /** Tick count and the sampler's own device-read time, for tests and benchmarks. */
@@ -228,7 +230,6 @@ class MeterImpl implements Meter {
     }
   }
 
-  /** The synchronous core of onExecutionEnd, for a caller that must not yield. */
   executionEndSync(kernelId: string, msgId: string, tMs: number = Date.now()): SignedReceipt {
     const b = this.#book(kernelId);
     const t = Math.round(tMs);

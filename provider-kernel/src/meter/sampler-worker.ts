@@ -76,10 +76,15 @@ post({
   nvmlError,
 });
 
+/** CPU kernels need their tree for CPU time; GPU kernels only to map NVML's per-process samples. */
+function needsTree(t: Tracked): boolean {
+  return t.gpu === null || gpus[t.gpu]?.info.processUtilization === true;
+}
+
 let tickNo = 0;
 function tick(): void {
   const began = performance.now();
-  if (tickNo++ % TREE_REFRESH_TICKS === 0) for (const t of tracked.values()) t.tree = processTree(t.pid, config.procRoot);
+  if (tickNo++ % TREE_REFRESH_TICKS === 0) for (const t of tracked.values()) if (needsTree(t)) t.tree = processTree(t.pid, config.procRoot);
   const tMs = Date.now();
   const gpuTicks: GpuTick[] = gpus.map((g) => {
     const h = g.handle;
@@ -106,6 +111,7 @@ function tick(): void {
   });
   const kernelTicks = new Map<string, number>();
   for (const [k, t] of tracked) {
+    if (t.gpu !== null) continue; // a GPU kernel is billed by its board, not its CPU time
     let sum = 0;
     for (const pid of [t.pid, ...t.tree]) sum += readProcTicks(pid, config.procRoot) ?? 0;
     kernelTicks.set(k, sum);
@@ -140,9 +146,12 @@ schedule();
 
 port.on('message', (m: MainToWorker) => {
   switch (m.type) {
-    case 'track':
-      tracked.set(m.kernelId, { pid: m.pid, gpu: m.gpu, tree: processTree(m.pid, config.procRoot) });
+    case 'track': {
+      const t: Tracked = { pid: m.pid, gpu: m.gpu, tree: [] };
+      if (needsTree(t)) t.tree = processTree(m.pid, config.procRoot);
+      tracked.set(m.kernelId, t);
       break;
+    }
     case 'untrack':
       tracked.delete(m.kernelId);
       break;
