@@ -180,6 +180,46 @@ export async function startIdeServer(upstream: string): Promise<IdeServer> {
   };
 }
 
+/**
+ * The Kinesis stack as `npm start` runs it, minus the chain: the gateway (serving the
+ * built IDE and the contents API over `root`) and one provider on this machine,
+ * metering and signing receipts. `root` is the notebook directory.
+ */
+export async function startKinesis(token: string, pricePerKwh = 300_000n): Promise<Proc> {
+  const base = await mkdtemp(path.join(tmpdir(), 'kinesis-ide-stack-'));
+  const root = path.join(base, 'notebooks');
+  const { startGateway, silentLogger } = await import('@kinesis/kernel-gateway');
+  const { startProvider } = await import('@kinesis/provider-kernel');
+  const gw = await startGateway({ port: 0, token, dataDir: path.join(base, 'gateway'), notebookDir: root, ideDistDir: DIST, logger: silentLogger });
+  let provider: { close(): Promise<void> } | undefined;
+  try {
+    provider = await startProvider({ gatewayUrl: gw.url, dataDir: path.join(base, 'provider'), name: 'ide-e2e', pricePerKwh, waitForConnection: true, logger: silentLogger, nvidiaSmi: false });
+    // the provider's kernelspecs reach the gateway right after the handshake
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const r = await fetch(`${gw.url}/api/kernelspecs`, { headers: { Authorization: `token ${token}` } });
+      const specs = (await r.json()) as { kernelspecs?: Record<string, unknown> };
+      if (Object.keys(specs.kernelspecs ?? {}).length) break;
+      if (Date.now() > deadline) throw new Error('the provider offered no kernelspecs');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  } catch (err) {
+    await provider?.close();
+    await gw.close();
+    await rm(base, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    url: gw.url,
+    root,
+    async close() {
+      await provider?.close();
+      await gw.close();
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 }

@@ -1,23 +1,29 @@
-// End-to-end: the built IDE in Debian's Chromium, against a real Jupyter Server and
-// ipykernel (see harness.ts). Screenshots land in test-artifacts/ide/.
+// End-to-end: the built IDE in Debian's Chromium against the Kinesis stack (gateway
+// serving the IDE, contents API and kernels; a provider on this machine running real
+// ipykernel and signing energy receipts), and against a real Jupyter Server (the API
+// the gateway implements) for the hostile-output and token-leak checks, which need a
+// probe endpoint on the page's origin. Screenshots land in test-artifacts/ide/.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter } from './harness.ts';
+import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter, startKinesis } from './harness.ts';
 import type { IdeServer, Proc } from './harness.ts';
 
 const TOKEN = `tok-${Math.random().toString(36).slice(2)}-secret`;
+let kinesis: Proc;
 let jupyter: Proc;
 let ide: IdeServer;
 let browser: Browser;
+/** Where newNotebook() opens the IDE; each describe block points it at its stack. */
+let base = '';
 
 if (!hasJupyter()) throw new Error('these tests need Debian python3-jupyter-server and python3-ipykernel (apt-get install python3-jupyter-server python3-ipykernel python3-matplotlib)');
 
 beforeAll(async () => {
   ensureBuilt();
   await mkdir(ARTIFACTS, { recursive: true });
-  jupyter = await startJupyter(TOKEN);
+  [kinesis, jupyter] = await Promise.all([startKinesis(TOKEN), startJupyter(TOKEN)]);
   ide = await startIdeServer(jupyter.url);
   browser = await launchChromium();
 }, 120_000);
@@ -26,6 +32,7 @@ afterAll(async () => {
   await browser?.close();
   await ide?.close();
   await jupyter?.close();
+  await kinesis?.close();
 });
 
 async function newPage(): Promise<{ page: Page; errors: string[] }> {
@@ -37,7 +44,7 @@ async function newPage(): Promise<{ page: Page; errors: string[] }> {
 
 /** Opens the file browser, creates a notebook and waits for its kernel. */
 async function newNotebook(page: Page): Promise<string> {
-  await page.goto(`${ide.url}/?token=${TOKEN}`);
+  await page.goto(`${base}/?token=${TOKEN}`);
   await page.click('button.new-notebook');
   await page.waitForURL(/\/notebooks\//);
   await waitIdle(page);
@@ -66,7 +73,11 @@ async function addAndRun(page: Page, code: string): Promise<number> {
 
 const cellAt = (page: Page, i: number) => page.locator('.cell').nth(i);
 
-describe('notebook in the browser', () => {
+describe('notebook on the Kinesis stack', () => {
+  beforeAll(() => {
+    base = kinesis.url;
+  });
+
   it('creates a notebook, runs print, shows a matplotlib image, a traceback and an input() prompt', async () => {
     const { page, errors } = await newNotebook2();
     // the token left the address bar at once
@@ -75,6 +86,19 @@ describe('notebook in the browser', () => {
     expect(c0).toBe(0);
     await expect.poll(() => cellAt(page, c0).locator('.out-stream').textContent()).toContain('hello from kinesis');
     expect(await cellAt(page, c0).locator('.prompt').textContent()).toBe('[1]');
+    // where it ran, its energy (measured or estimated) and cost, from the signed receipt
+    const receipt = cellAt(page, c0).locator('.receipt');
+    await receipt.waitFor();
+    expect(await receipt.textContent()).toMatch(/ran on .+\d.*(measured|estimated)/);
+    await expect.poll(() => page.locator('.session-total').textContent()).toMatch(/session: .*J/);
+    // the kernel picker lists the provider's hardware and price
+    await page.click('button.kernel-button');
+    const option = page.locator('.kernel-option').first();
+    await option.waitFor();
+    expect(await option.textContent()).toMatch(/CPU|GPU/);
+    expect(await option.textContent()).toContain('/kWh');
+    await page.keyboard.press('Escape');
+    await page.locator('.kernel-picker').waitFor({ state: 'detached' });
 
     const c1 = await addAndRun(page, 'import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()');
     const img = cellAt(page, c1).locator('.out-rich img');
@@ -140,7 +164,7 @@ describe('notebook in the browser', () => {
     await page.keyboard.press('Control+s');
     await page.waitForSelector('.save-state[data-state="saved"]');
     const nbPath = decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
-    const onDisk = JSON.parse(await readFile(path.join(jupyter.root, nbPath), 'utf8'));
+    const onDisk = JSON.parse(await readFile(path.join(kinesis.root, nbPath), 'utf8'));
     expect(onDisk.nbformat_minor).toBe(5);
     expect(onDisk.cells[c0].outputs.map((o: { output_type: string }) => o.output_type)).toEqual(['display_data', 'stream']);
 
@@ -161,7 +185,7 @@ describe('notebook in the browser', () => {
     downloaded.cells.push({ id: 'att-cell', cell_type: 'markdown', metadata: { tags: ['t'] }, source: ['![a](attachment:a.png)'], attachments: { 'a.png': { 'image/png': 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' } } });
     const upload = path.join(ARTIFACTS, 'uploaded.ipynb');
     await writeFile(upload, JSON.stringify(downloaded));
-    await page.goto(`${ide.url}/tree`);
+    await page.goto(`${base}/tree`);
     await page.setInputFiles('input[type=file]', upload);
     await page.waitForSelector('.file-row[data-path="uploaded.ipynb"]');
     await page.click('.file-row[data-path="uploaded.ipynb"] a.file-link');
@@ -170,7 +194,7 @@ describe('notebook in the browser', () => {
     expect(await page.locator('.cell[data-type="markdown"] img').last().getAttribute('src')).toMatch(/^data:image\/png;base64,/);
     await page.keyboard.press('Control+s');
     await page.waitForSelector('.save-state[data-state="saved"]');
-    const again = JSON.parse(await readFile(path.join(jupyter.root, 'uploaded.ipynb'), 'utf8'));
+    const again = JSON.parse(await readFile(path.join(kinesis.root, 'uploaded.ipynb'), 'utf8'));
     expect(again.metadata.custom).toEqual({ kept: [1, 2, 3] });
     expect(again.cells.map((c: { id: string }) => c.id)).toEqual(downloaded.cells.map((c: { id: string }) => c.id));
     expect(again.cells[again.cells.length - 1].attachments).toEqual(downloaded.cells[downloaded.cells.length - 1].attachments);
@@ -227,6 +251,12 @@ describe('notebook in the browser', () => {
     await page.screenshot({ path: path.join(ARTIFACTS, 'keyboard.png') });
     await page.close();
   }, 120_000);
+});
+
+describe('notebook on a Jupyter Server, with hostile outputs', () => {
+  beforeAll(() => {
+    base = ide.url;
+  });
 
   it('runs no script from hostile outputs and never leaks the token', async () => {
     const { page, errors } = await newNotebook2();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { costOf, formatAmount, formatEnergy, isMeasured, parseReceipt } from './receipts.ts';
+import { costOf, formatAmount, formatCost, formatEnergy, isMeasured, parseReceipt } from './receipts.ts';
 
 const good = { kinesis: { receipt: { message: { energyMj: 1500, idleEnergyMj: 20, method: 'nvml-counter', quality: 'measured', device: 'NVIDIA H100', pricePerKwh: '250000', cumulativeEnergyMj: 4500, cumulativeAmount: '313' }, signature: '0xabc' } } };
 
@@ -16,9 +16,12 @@ describe('receipts', () => {
     expect(formatEnergy(7_200_000)).toBe('2.000 Wh');
     expect(formatAmount(313n)).toBe('0.000313');
     expect(formatAmount(2_500_000n)).toBe('2.50');
-    // 1 kWh at 250000 units/kWh costs 250000 units; 1500 mJ costs ceil(1500*250000/3.6e9) = 1
-    expect(costOf(3_600_000_000, 250000n)).toBe(250000n);
-    expect(costOf(1500, 250000n)).toBe(1n);
+    // 1 kWh at 250000 units/kWh costs 250000 units; 1500 mJ costs 1500*250000/3.6e9 ≈ 0.104 units
+    expect(costOf(3_600_000_000, 250000n)).toBe(250000);
+    expect(costOf(1500, 250000n)).toBeCloseTo(0.1042, 4);
+    expect(formatCost(costOf(1500, 250000n))).toBe('0.00000010');
+    expect(formatCost(250000)).toBe('0.2500');
+    expect(formatCost(0)).toBe('0');
   });
 
   it.each([

@@ -84,11 +84,19 @@ export function formatAmount(units: bigint, decimals = 6): string {
 }
 
 /**
- * Cost of `energyMj` at `pricePerKwh` base units, rounded up to a whole base unit
- * (1 kWh = 3.6e9 mJ). Only for display of one cell; totals come from the receipts'
- * cumulative amounts so rounding never drifts.
+ * Cost of `energyMj` at `pricePerKwh`, in (fractional) base units (1 kWh = 3.6e9 mJ).
+ * For showing one cell only: a single cell often costs less than one base unit, and
+ * what is paid is computed from the receipts' cumulative amounts, never from these.
  */
-export function costOf(energyMj: number, pricePerKwh: bigint): bigint {
-  const mj = BigInt(Math.round(energyMj));
-  return (mj * pricePerKwh + 3_600_000_000n - 1n) / 3_600_000_000n;
+export function costOf(energyMj: number, pricePerKwh: bigint): number {
+  return (energyMj * Number(pricePerKwh)) / 3.6e9;
+}
+
+/** A fractional amount of base units as tokens, with two significant digits when tiny. */
+export function formatCost(units: number, decimals = 6): string {
+  const tokens = units / 10 ** decimals;
+  if (tokens === 0) return '0';
+  if (tokens >= 0.01) return tokens.toFixed(4);
+  const digits = Math.min(20, Math.max(0, 1 - Math.floor(Math.log10(tokens))));
+  return tokens.toFixed(digits);
 }

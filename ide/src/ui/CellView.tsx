@@ -6,7 +6,7 @@ import type { JSX } from 'solid-js';
 import type * as Y from 'yjs';
 import type { CellType, JsonObject, Output } from '@kinesis/protocol/notebook/index';
 import type { EditorPool, PooledEditor } from '../editor/pool.ts';
-import { costOf, formatAmount, formatEnergy, isMeasured, parseReceipt } from '../kernel/receipts.ts';
+import { costOf, formatCost, formatEnergy, isMeasured, parseReceipt } from '../kernel/receipts.ts';
 import { renderMarkdown } from '../render/markdown.ts';
 import type { NotebookView } from './view.ts';
 import { Outputs } from './Outputs.tsx';
@@ -214,7 +214,7 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
                   <span class="receipt" title={`method: ${r().method}; idle energy ${formatEnergy(r().idleEnergyMj)}; signature ${r().signature.slice(0, 18)}…`}>
                     <span class="device">ran on {r().device}</span>
                     <span class={isMeasured(r()) ? 'measured' : 'estimated'}>{formatEnergy(r().energyMj)} {isMeasured(r()) ? 'measured' : 'estimated'}</span>
-                    <span class="cost">≈ {formatAmount(costOf(r().energyMj, r().pricePerKwh))}</span>
+                    <span class="cost" title="at this provider's price per kWh">≈ {formatCost(costOf(r().energyMj, r().pricePerKwh))}</span>
                   </span>
                 )}
               </Show>

@@ -28,7 +28,7 @@ export function KernelPicker(props: { services: Services; current: string | unde
   };
   return (
     <div class="dialog-backdrop" onClick={(e) => e.target === e.currentTarget && props.onClose()}>
-      <div class="dialog kernel-picker" role="dialog" aria-label="Select kernel" onKeyDown={(e) => e.key === 'Escape' && props.onClose()}>
+      <div class="dialog kernel-picker" role="dialog" aria-label="Select kernel" tabIndex={-1} ref={(el) => queueMicrotask(() => el.focus())} onKeyDown={(e) => e.key === 'Escape' && props.onClose()}>
         <h2>Select a kernel</h2>
         <Show when={!specs.loading} fallback={<p>Loading kernels…</p>}>
           <Show when={!specs.error && !err()} fallback={<p class="error">Could not list kernels: {errorMessage(specs.error ?? err())}</p>}>
