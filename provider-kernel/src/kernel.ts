@@ -109,6 +109,7 @@ export class Kernel {
       } catch (e) {
         await this.cleanupProcess();
         this.setState('dead');
+        this.pending.length = 0; // nobody will run them
         throw e;
       }
     });
@@ -148,6 +149,7 @@ export class Kernel {
         } catch (e2) {
           await this.cleanupProcess();
           this.setState('dead');
+          this.pending.length = 0;
           this.o.hooks.onStatus(this, 'dead', `restart failed: ${errorText(e2)}`);
           throw e2;
         }
