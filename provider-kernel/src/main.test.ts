@@ -67,4 +67,25 @@ describe('kinesis-provider command', () => {
     expect(p.output()).toMatch(/stopping: shutting kernels down/);
     expect((await fs.stat(path.join(dir, 'provider-key.json'))).mode & 0o777).toBe(0o600);
   });
+
+  it('leaves no ipykernel behind when the provider itself is killed with SIGKILL', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kinesis-cli-'));
+    cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+    const peer = await TunnelTestPeer.start();
+    cleanups.push(() => peer.close());
+    const p = run(['--gateway', peer.url, '--data-dir', dir, '--kernelspec-dir', '/usr/share/jupyter/kernels', '--no-metering']);
+    await peer.until(() => peer.hellos[0], 30_000, 'hello');
+    const id = randomUUID();
+    expect((await peer.request({ type: 'start_kernel', kernelId: id, specName: 'python3', env: {} })).ok).toBe(true);
+    const kernelPid = Number((await execute(peer, id, 'import os; print(os.getpid())')).stdout.trim());
+    cleanups.push(async () => {
+      if (groupAlive(kernelPid)) process.kill(-kernelPid, 'SIGKILL');
+    });
+    p.child.kill('SIGKILL');
+    await p.exited;
+    // ipykernel's parent poller (JPY_PARENT_PID) notices within about a second.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && groupAlive(kernelPid)) await new Promise((r) => setTimeout(r, 100));
+    expect(groupAlive(kernelPid)).toBe(false);
+  });
 });
