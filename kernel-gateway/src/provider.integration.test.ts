@@ -68,7 +68,7 @@ async function run(code: string): Promise<{ reply: KernelMessage.IExecuteReplyMs
 describe('real provider + ipykernel through the gateway', () => {
   it('offers the provider\'s python3 as python3-cpu with its price', async () => {
     const { body } = await gw.api('/api/kernelspecs');
-    expect(body.kernelspecs['python3-cpu'].spec.display_name).toMatch(/CPU · 250,000 per kWh$/);
+    expect(body.kernelspecs['python3-cpu'].spec.display_name).toMatch(/CPU, \d+ GB RAM · 250,000 per kWh$/);
     expect((await gw.api('/api/providers')).body[0]).toMatchObject({ id: provider.address, kernels: 1 });
   });
 

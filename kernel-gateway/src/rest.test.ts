@@ -64,13 +64,13 @@ describe('kernelspecs', () => {
     expect(Object.keys(body.kernelspecs).sort()).toEqual(['python3', 'python3-cpu', 'python3-nvidia-rtx-4090-24g']);
     // The bare name is on offer too (cheapest of any hardware) and is the default, as in Jupyter.
     expect(body.default).toBe('python3');
-    expect(body.kernelspecs['python3'].spec.display_name).toBe('Python 3 (ipykernel) · cheapest available (CPU / NVIDIA RTX 4090 24 GB) · from 300 per kWh');
+    expect(body.kernelspecs['python3'].spec.display_name).toBe('Python 3 (ipykernel) · cheapest available (CPU, 32 GB RAM / NVIDIA RTX 4090 24 GB) · from 300 per kWh');
     expect(body.kernelspecs['python3'].spec.metadata.kinesis).toMatchObject({ alias: true, hardwareClass: 'any', hardwareClasses: ['cpu', 'nvidia-rtx-4090-24g'], pricePerKwh: '300' });
     expect(body.kernelspecs['python3'].spec.metadata.kinesis.providers).toHaveLength(3);
     const c = body.kernelspecs['python3-cpu'];
     expect(c.name).toBe('python3-cpu');
     expect(c.spec).toMatchObject({ language: 'python', argv: expect.any(Array), env: {}, interrupt_mode: 'signal' });
-    expect(c.spec.display_name).toBe('Python 3 (ipykernel) · CPU · from 300 per kWh');
+    expect(c.spec.display_name).toBe('Python 3 (ipykernel) · CPU, 32 GB RAM · from 300 per kWh');
     expect(c.spec.metadata.debugger).toBe(true);
     expect(c.spec.metadata.kinesis).toMatchObject({ gpu: null, pricePerKwh: '300', memoryMiB: CPU_HARDWARE.memoryMiB });
     expect(c.spec.metadata.kinesis.providers.map((p: { id: string }) => p.id).sort()).toEqual([cpu.address, peers[1]!.address].sort());

@@ -70,7 +70,11 @@ export function buildCatalog<P extends OfferSource>(providers: Iterable<P>): Map
     aliases.set(e.baseSpec, list);
   }
   const all = new Map<string, CatalogEntry<P>>();
-  for (const [name, e] of byName) all.set(name, { name, baseSpec: e.baseSpec, cls: e.cls, alias: false, offers: e.offers.sort(byPrice) });
+  for (const [name, e] of byName) {
+    e.offers.sort(byPrice);
+    // Label by the cheapest offer (CPU providers of one entry may differ in memory).
+    all.set(name, { name, baseSpec: e.baseSpec, cls: e.offers[0]!.provider.hardwareClass, alias: false, offers: e.offers });
+  }
   for (const [name, offers] of aliases) {
     offers.sort(byPrice);
     all.set(name, { name, baseSpec: name, cls: offers[0]!.provider.hardwareClass, alias: true, offers });

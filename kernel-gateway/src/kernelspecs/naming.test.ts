@@ -8,7 +8,7 @@ const gpu = (name: string, memoryMiB: number, index = 0): DeviceInfo => ({ kind:
 describe('hardware class naming', () => {
   it('names a CPU-only provider `cpu`', () => {
     const c = hardwareClass(hw([{ kind: 'cpu', vendor: 'AMD', name: 'AMD EPYC', index: 0, memoryMiB: 65536 }]));
-    expect(c).toMatchObject({ slug: 'cpu', label: 'CPU', gpu: null, memoryMiB: 65536 });
+    expect(c).toMatchObject({ slug: 'cpu', label: 'CPU, 64 GB RAM', gpu: null, memoryMiB: 65536 });
     expect(gatewaySpecName('python3', c)).toBe('python3-cpu');
   });
 

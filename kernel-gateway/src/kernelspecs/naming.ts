@@ -7,7 +7,7 @@ import type { DeviceInfo, HardwareInfo } from '@kinesis/protocol/tunnel';
 export interface HardwareClass {
   /** Slug used in kernelspec names: `cpu` or e.g. `nvidia-rtx-4090-24g`. */
   readonly slug: string;
-  /** Human label: `CPU` or e.g. `NVIDIA RTX 4090 24 GB`, `2× NVIDIA H100 80 GB`. */
+  /** Human label: `CPU, 32 GB RAM` or e.g. `NVIDIA RTX 4090 24 GB`, `2× NVIDIA H100 80 GB`. */
   readonly label: string;
   /** The GPU model name, or null for CPU-only providers. */
   readonly gpu: string | null;
@@ -41,7 +41,7 @@ function slugWords(vendor: string, name: string): string[] {
 export function hardwareClass(hw: HardwareInfo): HardwareClass {
   const boards = gpus(hw);
   const first = boards[0];
-  if (!first) return { slug: 'cpu', label: 'CPU', gpu: null, gpuCount: 0, memoryMiB: hw.memoryMiB };
+  if (!first) return { slug: 'cpu', label: `CPU, ${gib(hw.memoryMiB)} GB RAM`, gpu: null, gpuCount: 0, memoryMiB: hw.memoryMiB };
   const same = boards.filter((b) => b.name === first.name);
   const count = same.length;
   const words = slugWords(first.vendor, first.name);
