@@ -170,3 +170,16 @@ describe('receiptDigest', () => {
     }
   });
 });
+
+describe('validateUsageNotice', () => {
+  it('accepts a receipt with or without the gateway verdict, and nothing else', async () => {
+    const { validateUsageNotice } = await import('./receipt.ts');
+    const receipt = signReceipt(wallet, sample(), CHAIN);
+    expect(validateUsageNotice({ receipt })).toEqual({ receipt });
+    const v = { receipt, verdict: { accepted: false, reason: 'sequence', detail: 'seq 3, expected 2' } };
+    expect(validateUsageNotice(JSON.parse(JSON.stringify(v)))).toEqual(v);
+    for (const bad of [{}, { receipt, extra: 1 }, { receipt, verdict: { accepted: 'yes' } }, { receipt, verdict: { accepted: true, x: 1 } }, { receipt: { ...receipt, signature: '0x' } }]) {
+      expect(() => validateUsageNotice(bad)).toThrow(ProtocolError);
+    }
+  });
+});

@@ -260,6 +260,42 @@ export function validateReceipt(v: unknown): UsageReceipt {
   return msg;
 }
 
+/**
+ * Delivery. The provider puts the receipt in `execute_reply` at `metadata.kinesis.receipt`
+ * and sends it to clients as an iopub message of this type, whose parent_header is the
+ * `execute_request` (Jupyter clients ignore iopub types they do not know). The gateway
+ * adds its verdict to both before passing them on, so a client learns of a rejection.
+ */
+export const USAGE_MSG_TYPE = 'kinesis_usage';
+export const RECEIPT_METADATA_KEY = 'kinesis';
+
+export interface ReceiptVerdict {
+  readonly accepted: boolean;
+  /** The ledger's reject reason (`sequence`, `bad-signature`, …) when not accepted. */
+  readonly reason?: string;
+  readonly detail?: string;
+}
+
+/** Content of a `kinesis_usage` iopub message, and of `metadata.kinesis` in an execute_reply. */
+export interface UsageNotice {
+  readonly receipt: SignedReceipt;
+  readonly verdict?: ReceiptVerdict;
+}
+
+export function validateUsageNotice(v: unknown): UsageNotice {
+  const r = record(v, 'usage');
+  exactKeys(r, r.verdict === undefined ? ['receipt'] : ['receipt', 'verdict'], 'usage');
+  const receipt = validateSignedReceipt(r.receipt);
+  if (r.verdict === undefined) return { receipt };
+  const d = record(r.verdict, 'usage.verdict');
+  for (const k of Object.keys(d)) if (!['accepted', 'reason', 'detail'].includes(k)) throw malformed('usage.verdict has an unknown field');
+  if (typeof d.accepted !== 'boolean') throw malformed('usage.verdict.accepted must be a boolean');
+  const verdict: { accepted: boolean; reason?: string; detail?: string } = { accepted: d.accepted };
+  if (d.reason !== undefined) verdict.reason = str(d.reason, 'usage.verdict.reason', { max: 64 });
+  if (d.detail !== undefined) verdict.detail = str(d.detail, 'usage.verdict.detail', { max: 1000 });
+  return { receipt, verdict };
+}
+
 /** Total energy a receipt bills: its three lines. */
 export function receiptTotalMj(m: UsageReceipt): bigint {
   return BigInt(m.energyMj) + BigInt(m.idleEnergyMj) + BigInt(m.carriedMj);
