@@ -23,7 +23,8 @@ Options:
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
-Stop with Ctrl-C (SIGINT) or SIGTERM: every kernel is shut down first.`;
+Stop with Ctrl-C (SIGINT) or SIGTERM: every kernel is shut down first.
+SIGHUP rescans the kernelspec folders and advertises what changed.`;
 
 export interface CliConfig {
   readonly gatewayUrl: string;

@@ -47,6 +47,8 @@ export interface RunningProvider {
   readonly address: string;
   /** Shuts every kernel down (no orphans) and closes the tunnel. Safe to call twice. */
   close(): Promise<void>;
+  /** Finds the installed kernelspecs again and advertises them (the CLI does this on SIGHUP). */
+  rescanKernelspecs(): Promise<void>;
   /** The internals, for tests and status pages. */
   readonly provider: Provider;
 }
@@ -113,7 +115,12 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
       await builtIn?.dispose();
     })());
   if (opts.waitForConnection) await provider.link.whenOpen();
-  return { address: identity.address, provider, close };
+  const rescanKernelspecs = async (): Promise<void> => {
+    const specs = await discoverKernelspecs({ logger, ...(opts.kernelspecDirs ? { dirs: opts.kernelspecDirs } : {}) });
+    provider.setKernelspecs(specs);
+    logger.info('kernelspecs rescanned', { kernelspecs: specs.map((s) => s.name) });
+  };
+  return { address: identity.address, provider, close, rescanKernelspecs };
 }
 
 export { Provider } from './provider.ts';

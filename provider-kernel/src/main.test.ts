@@ -52,9 +52,16 @@ describe('kinesis-provider command', () => {
     cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
     const peer = await TunnelTestPeer.start();
     cleanups.push(() => peer.close());
-    const p = run(['--gateway', peer.url, '--data-dir', dir, '--price', '5000', '--name', 'cli-rig', '--kernelspec-dir', '/usr/share/jupyter/kernels', '--no-metering']);
+    const p = run(['--gateway', peer.url, '--data-dir', dir, '--price', '5000', '--name', 'cli-rig', '--kernelspec-dir', '/usr/share/jupyter/kernels', '--kernelspec-dir', path.join(dir, 'specs'), '--no-metering']);
     const hello = await peer.until(() => peer.hellos[0], 30_000, 'hello');
     expect(hello).toMatchObject({ name: 'cli-rig', pricePerKwh: '5000' });
+    // The owner installs another kernel and sends SIGHUP: it is advertised.
+    const extra = path.join(dir, 'specs');
+    await fs.mkdir(path.join(extra, 'py-extra'), { recursive: true });
+    await fs.copyFile('/usr/share/jupyter/kernels/python3/kernel.json', path.join(extra, 'py-extra', 'kernel.json'));
+    p.child.kill('SIGHUP');
+    const ad = await peer.until(() => peer.adverts[0], 10_000, 'advertise');
+    expect(ad.kernelspecs.map((k) => k.name)).toEqual(['python3', 'py-extra']);
     const id = randomUUID();
     expect((await peer.request({ type: 'start_kernel', kernelId: id, specName: 'python3', env: {} })).ok).toBe(true);
     const r = await execute(peer, id, 'import os; print(os.getpid()); 40+2');

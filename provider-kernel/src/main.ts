@@ -56,6 +56,10 @@ async function main(): Promise<number> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    // SIGHUP: the owner installed or removed a kernel; offer the new set.
+    process.on('SIGHUP', () => {
+      r.rescanKernelspecs().catch((e: unknown) => logger.error('kernelspec rescan failed', { error: String(e) }));
+    });
   });
 }
 

@@ -68,7 +68,7 @@ export class Provider {
   readonly link: TunnelLink;
   readonly outbox: Outbox;
   private readonly kernels = new Map<string, KernelEntry>();
-  private readonly specs: Map<string, LocalKernelSpec>;
+  private specs: Map<string, LocalKernelSpec>;
   private closing: Promise<void> | undefined;
   private badFrames = 0;
 
@@ -108,6 +108,18 @@ export class Provider {
     this.link.start();
   }
 
+  /**
+   * Replaces the kernelspecs on offer (after an owner installed or removed one) and tells the
+   * gateway with an `advertise`. Running kernels keep the spec they started with.
+   */
+  setKernelspecs(specs: readonly LocalKernelSpec[]): void {
+    const next = new Map(specs.slice(0, MAX_ADVERTISED_SPECS).map((s) => [s.name, s]));
+    const { name, hardware, pricePerKwh, kernelspecs } = this.helloBody(next);
+    validateControl({ type: 'advertise', name, hardware, pricePerKwh, kernelspecs });
+    this.specs = next;
+    this.outbox.sendControl(encodeControl({ type: 'advertise', name, hardware, pricePerKwh, kernelspecs }));
+  }
+
   /** Kernels this provider runs (ids and states), for tests and status. */
   kernelStates(): Array<{ kernelId: string; state: string; pid: number | undefined }> {
     return [...this.kernels.values()].map((e) => ({ kernelId: e.kernel.id, state: e.kernel.state, pid: e.kernel.pid }));
@@ -124,7 +136,7 @@ export class Provider {
     return this.closing;
   }
 
-  private helloBody(): Omit<Hello, 'signature' | 'address' | 'type' | 'version'> {
+  private helloBody(specs = this.specs): Omit<Hello, 'signature' | 'address' | 'type' | 'version'> {
     const kernels: RunningKernelAd[] = [];
     for (const e of this.kernels.values()) {
       const status = e.kernel.adStatus;
@@ -134,7 +146,7 @@ export class Provider {
       name: (this.o.name ?? os.hostname()).slice(0, 128),
       hardware: this.o.hardware,
       pricePerKwh: this.o.pricePerKwh.toString(),
-      kernelspecs: [...this.specs.values()].map(toAd),
+      kernelspecs: [...specs.values()].map(toAd),
       kernels,
     };
   }

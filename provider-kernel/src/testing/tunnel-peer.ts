@@ -16,6 +16,7 @@ import {
   encodeCredit,
   encodeKernelFrame,
   TUNNEL_SUBPROTOCOL,
+  type Advertise,
   type ControlMessage,
   type Hello,
   type KernelRequest,
@@ -45,6 +46,7 @@ export interface ReceivedMessage {
 export class TunnelTestPeer {
   readonly hellos: Hello[] = [];
   readonly statuses: KernelStatusEvent[] = [];
+  readonly adverts: Advertise[] = [];
   readonly messages: ReceivedMessage[] = [];
   /** Times at which a provider opened a connection (for backoff tests). */
   readonly connectTimes: number[] = [];
@@ -125,6 +127,8 @@ export class TunnelTestPeer {
       this.replies.delete(m.id);
     } else if (m.type === 'kernel_status') {
       this.statuses.push(m);
+    } else if (m.type === 'advertise') {
+      this.adverts.push(m);
     }
     this.wake();
   }
