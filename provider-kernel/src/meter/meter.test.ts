@@ -30,7 +30,15 @@ beforeAll(() => {
 });
 afterEach(async () => {
   await Promise.all(meters.splice(0).map((m) => m.dispose()));
-  for (const c of children.splice(0)) c.kill('SIGKILL');
+  // Each test kernel leads its own process group: kill the group, or its busy grandchild
+  // outlives the test and loads the machine for everything after it.
+  for (const c of children.splice(0)) {
+    try {
+      if (c.pid) process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      c.kill('SIGKILL');
+    }
+  }
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -211,7 +219,7 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     expect(hw.gpus).toEqual([]);
     expect(hw.cpu.method).toBe('estimate');
     // A "kernel" whose child burns CPU: the tree's time counts.
-    const kernel = spawn(process.execPath, ['-e', "require('child_process').spawn(process.execPath, ['-e', 'for(;;){}'], {stdio:'inherit'}); setInterval(()=>{}, 1000)"], { stdio: 'ignore' });
+    const kernel = spawn(process.execPath, ['-e', "require('child_process').spawn(process.execPath, ['-e', 'for(;;){}'], {stdio:'inherit'}); setInterval(()=>{}, 1000)"], { stdio: 'ignore', detached: true });
     children.push(kernel);
     await sleep(300);
     m.attachKernel('k', { pid: kernel.pid! });
@@ -276,6 +284,11 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     await expect(createMeter({ signer: wallet, pricePerKwh: 1n, chainId: CHAIN, sampleIntervalMs: 1 })).rejects.toThrow(/sampleIntervalMs/);
     const m = await meter({ nvmlLibrary: null });
     expect(() => m.attachKernel('k', { pid: -1 })).toThrow(/pid/);
+    expect(() => m.attachKernel('a kernel', { pid: process.pid })).toThrow(/kernelId/);
+    m.attachKernel('odd', { pid: process.pid });
+    m.onExecutionStart('odd', 'msg with spaces ✓');
+    const odd = await m.onExecutionEnd('odd', 'msg with spaces ✓');
+    expect(odd.message.msgId).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(() => m.onExecutionStart('nope', 'x')).toThrow(/not attached/);
     m.attachKernel('k', { pid: process.pid });
     expect(() => m.attachKernel('k', { pid: process.pid })).toThrow(/already attached/);

@@ -10,6 +10,7 @@
 //
 // onExecutionEnd never waits for a sample: it signs what is measured so far (well under a
 // millisecond) and the energy still on its way is carried into the next receipt.
+import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { KinesisError } from '@kinesis/protocol/errors';
 import { amountForEnergy, signReceipt } from '@kinesis/protocol/receipt';
@@ -198,6 +199,7 @@ class MeterImpl implements Meter {
 
   attachKernel(kernelId: string, opts: AttachOptions): void {
     this.#live();
+    if (!KERNEL_ID_RE.test(kernelId)) throw new MeterError('kernelId must be 1-256 printable ASCII characters without spaces');
     if (this.#books.has(kernelId)) throw new MeterError(`kernel ${kernelId} is already attached`);
     if (!Number.isInteger(opts.pid) || opts.pid <= 0) throw new MeterError('pid must be a positive integer');
     let device = this.#cpuDevice;
@@ -290,8 +292,8 @@ class MeterImpl implements Meter {
 
   #sign(kernelId: string, b: KernelBook, lines: ReceiptLines, msgId: string, startMs: number, endMs: number): SignedReceipt {
     const total = BigInt(lines.execMj + lines.idleMj + lines.carriedMj);
-    b.cumulativeMj += total;
-    b.seq += 1n;
+    const cumulativeMj = b.cumulativeMj + total;
+    const seq = b.seq + 1n;
     const method: ReceiptMethod = lines.method ?? (this.#healthy ? b.device.primary : 'none');
     const quality = qualityOf(method, endMs - startMs, msgId !== '');
     // A short window's split between it and its neighbours is interpolation: its own size is the bound.
@@ -300,8 +302,8 @@ class MeterImpl implements Meter {
     const message: UsageReceipt = {
       provider: this.#opts.signer.address,
       kernelId,
-      msgId,
-      seq: b.seq.toString(),
+      msgId: receiptMsgId(msgId),
+      seq: seq.toString(),
       fromMs: String(lines.fromMs),
       toMs: String(lines.toMs),
       startMs: String(startMs),
@@ -316,10 +318,14 @@ class MeterImpl implements Meter {
       device: b.device.label,
       powerCapMw: String(b.device.capMw),
       pricePerKwh: price.toString(),
-      cumulativeEnergyMj: b.cumulativeMj.toString(),
-      cumulativeAmount: amountForEnergy(b.cumulativeMj, price).toString(),
+      cumulativeEnergyMj: cumulativeMj.toString(),
+      cumulativeAmount: amountForEnergy(cumulativeMj, price).toString(),
     };
-    return signReceipt(this.#opts.signer, message, this.#opts.chainId);
+    const signed = signReceipt(this.#opts.signer, message, this.#opts.chainId);
+    // Commit only once signed: a failure leaves seq and cumulative figures consistent.
+    b.seq = seq;
+    b.cumulativeMj = cumulativeMj;
+    return signed;
   }
 
   /** @internal Sampler messages, delivered by createMeter's listener. */
@@ -382,6 +388,16 @@ function qualityOf(method: ReceiptMethod, windowMs: number, isExecution: boolean
     default:
       return 'estimated';
   }
+}
+
+const KERNEL_ID_RE = /^[\x21-\x7e]{1,256}$/;
+
+/**
+ * Receipt msgIds are printable ASCII without spaces (at most 256). Jupyter msg_ids are
+ * (UUID-like) in practice; any other string a client chose is named by its SHA-256.
+ */
+function receiptMsgId(msgId: string): string {
+  return /^[\x21-\x7e]{0,256}$/.test(msgId) ? msgId : `sha256:${createHash('sha256').update(msgId).digest('hex')}`;
 }
 
 /** Receipt device strings are printable ASCII, at most 200 characters. */
