@@ -246,6 +246,38 @@ describe('ledger: tampered receipts are rejected and recorded', () => {
   });
 });
 
+describe('ledger: any single-field change to a signed receipt is rejected (seeded)', () => {
+  it('mutates every field of many receipts, keeping the signature', () => {
+    const r = rng(77);
+    const chain = new Chain('k-f');
+    const alt: Record<string, (v: string) => string> = {
+      provider: () => attacker.address,
+      kernelId: (v) => v + 'x',
+      msgId: (v) => v + 'x',
+      method: (v) => (v === 'nvml-counter' ? 'nvml-power' : 'nvml-counter'),
+      quality: (v) => (v === 'measured' ? 'measured-short' : 'measured'),
+      split: (v) => (v === 'exclusive' ? 'shared-equal' : 'exclusive'),
+      device: (v) => v + 'x',
+    };
+    let rejected = 0;
+    for (let i = 0; i < 10; i++) {
+      const s = chain.next(r);
+      for (const key of Object.keys(s.message) as Array<keyof UsageReceipt>) {
+        const v = s.message[key];
+        const mutated = alt[key] ? alt[key]!(v) : (BigInt(v) + BigInt(1 + Math.floor(r() * 3))).toString();
+        const res = ledger.verifyAndRecord(provider.address, { message: { ...s.message, [key]: mutated }, signature: s.signature }, ctx('k-f'));
+        expect(res.ok, `${key} ${v} → ${mutated}`).toBe(false);
+        rejected++;
+      }
+      expect(ledger.verifyAndRecord(provider.address, s, ctx('k-f')).ok).toBe(true);
+      chain.commit(s);
+    }
+    // Rejections are filed under the kernel the gateway routed for, whatever the receipt claims.
+    expect(ledger.rejected({ kernelId: 'k-f', limit: 10_000 })).toHaveLength(rejected);
+    expect(ledger.query({ kernelId: 'k-f' }).totals.count).toBe(10);
+  });
+});
+
 describe('GET /api/usage', () => {
   let server: Server;
   let base = '';
