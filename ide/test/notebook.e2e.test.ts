@@ -7,6 +7,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringifyNotebook } from '@kinesis/protocol/notebook/index';
+import { bigNotebook } from '../bench/notebook-bench.ts';
 import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter, startKinesis } from './harness.ts';
 import type { IdeServer, Proc } from './harness.ts';
 
@@ -249,6 +251,107 @@ describe('notebook on the Kinesis stack', () => {
     await page.keyboard.press('Escape');
     expect(await page.locator('.nb-main').getAttribute('data-mode')).toBe('command');
     await page.screenshot({ path: path.join(ARTIFACTS, 'keyboard.png') });
+    await page.close();
+  }, 120_000);
+
+  it('completes from the kernel, finds and replaces, drags to reorder and renames', async () => {
+    const { page } = await newNotebook2();
+    const c0 = await addAndRun(page, 'import os');
+    await cellAt(page, c0).locator('.prompt').filter({ hasText: '[1]' }).waitFor();
+    // completions come from complete_request
+    await page.keyboard.insertText('os.pa');
+    await page.keyboard.press('Control+Space');
+    const row = page.locator('.suggest-widget .monaco-list-row').filter({ hasText: 'path' }).first();
+    await row.waitFor({ timeout: 15_000 });
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Escape');
+    // markdown cells to search
+    await page.keyboard.press('b');
+    await page.keyboard.press('m');
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('alpha beta alpha');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('b');
+    await page.keyboard.press('m');
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('ALPHA');
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+f');
+    await page.locator('.find-input').fill('alpha');
+    await expect.poll(() => page.locator('.find-count').textContent()).toBe('1 of 3');
+    await page.locator('.replace-input').fill('gamma');
+    await page.click('.replace-all');
+    await expect.poll(() => page.locator('.find-count').textContent()).toBe('no results');
+    const sources = () => page.evaluate(() => (window as unknown as { kinesis: { model: { toNotebook(): { cells: { source: string[] }[] } } } }).kinesis.model.toNotebook().cells.map((c) => c.source.join('')));
+    expect((await sources()).slice(2)).toEqual(['gamma beta gamma', 'gamma']);
+    await page.keyboard.press('Escape');
+    // drag the last cell above the first
+    const before = await sources();
+    await page.locator('.cell').last().locator('.drag-handle').dragTo(page.locator('.cell').first(), { targetPosition: { x: 200, y: 3 } });
+    const after = await sources();
+    expect(after[0]).toBe(before[before.length - 1]);
+    expect([...after].sort()).toEqual([...before].sort());
+    await page.keyboard.press('z'); // the move is an undoable cell operation
+    expect(await sources()).toEqual(before);
+    // rename from the title; the URL (shareable) and the file follow
+    await page.click('.nb-title');
+    await page.locator('.nb-title-input').fill('renamed notebook');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/renamed%20notebook\.ipynb$/);
+    await expect.poll(() => readFile(path.join(kinesis.root, 'renamed notebook.ipynb'), 'utf8').then(() => true, () => false)).toBe(true);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'find-drag-rename.png') });
+    await page.close();
+  }, 120_000);
+
+  it('renders streams, displays and long outputs as Jupyter does', async () => {
+    const { page } = await newNotebook2();
+    const c0 = await addAndRun(page, [
+      'from IPython.display import display, clear_output',
+      'h = display("first", display_id=True)',
+      'h.update("second")',
+      'for i in range(3): print(f"\\rprogress {i}", end="")',
+      'print()',
+      'print("x" * 150000)',
+    ].join('\n'));
+    const cell = cellAt(page, c0);
+    await cell.locator('.show-all').waitFor({ timeout: 20_000 });
+    expect(await cell.locator('.out-rich').first().textContent()).toBe("'second'");
+    const stream = cell.locator('.out-stream pre');
+    expect(await stream.textContent()).toContain('progress 2');
+    expect(await stream.textContent()).not.toContain('progress 0');
+    expect((await stream.textContent())!.length).toBeLessThan(150_000);
+    await cell.locator('.show-all').click();
+    await expect.poll(async () => (await stream.textContent())!.length).toBeGreaterThan(150_000);
+    const c1 = await addAndRun(page, 'import time\nfor i in range(5): clear_output(wait=True); print("tick", i); time.sleep(0.05)');
+    await expect.poll(() => cellAt(page, c1).locator('.out-stream').textContent()).toBe('tick 4\n');
+    expect(await cellAt(page, c1).locator('.out').count()).toBe(1);
+    await page.close();
+  }, 120_000);
+
+  it('opens a 1,000-cell notebook with editors only for the cells on screen', async () => {
+    await writeFile(path.join(kinesis.root, 'big.ipynb'), stringifyNotebook(bigNotebook(1000)));
+    const { page, errors } = await newPage();
+    await page.goto(`${base}/notebooks/big.ipynb?token=${TOKEN}`);
+    await page.locator('.cell[data-type="code"] .view-lines').first().waitFor();
+    expect(await page.locator('.status-bar').textContent()).toContain('1000 cells');
+    expect(await page.locator('.cell').count()).toBeLessThan(60);
+    expect(await page.locator('.monaco-editor .view-lines').count()).toBeLessThan(30);
+    // scroll to the end: the last cell renders, the DOM stays small
+    await page.locator('.cell-scroller').evaluate((el) => {
+      el.scrollTop = el.scrollHeight;
+    });
+    await page.locator('.cell[data-id="c00999"]').waitFor();
+    await page.waitForTimeout(300);
+    await page.locator('.cell-scroller').evaluate((el) => {
+      el.scrollTop = el.scrollHeight;
+    });
+    await page.locator('.cell[data-id="c00999"]').waitFor();
+    expect(await page.locator('.cell').count()).toBeLessThan(60);
+    // keyboard navigation reveals cells far away
+    await page.keyboard.press('Home');
+    await page.locator('.cell[data-id="c00000"]').waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'big-notebook.png') });
+    expect(errors).toEqual([]);
     await page.close();
   }, 120_000);
 });

@@ -155,7 +155,8 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
         v.select(props.id, e.shiftKey);
         v.setMode('command');
         v.focusContainer();
-        e.preventDefault();
+        // Keep focus on the notebook, except on the handle, where it would cancel dragging.
+        if (!(e.target as HTMLElement).closest('.drag-handle')) e.preventDefault();
       }}
       onDragOver={(e) => {
         if (!e.dataTransfer?.types.includes('application/x-kinesis-cells')) return;
