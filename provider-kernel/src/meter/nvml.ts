@@ -18,6 +18,7 @@ import { KinesisError } from '@kinesis/protocol/errors';
 
 export const NVML_SUCCESS = 0;
 export const NVML_ERROR_NOT_SUPPORTED = 3;
+export const NVML_ERROR_NOT_FOUND = 6;
 export const NVML_ERROR_INSUFFICIENT_SIZE = 7;
 export const NVML_ERROR_LIBRARY_NOT_FOUND = 12;
 /** NVML_DEVICE_NAME_V2_BUFFER_SIZE */
@@ -188,12 +189,14 @@ export class Nvml {
     if (!this.#open) throw new NvmlError(1, 'nvmlDeviceGetProcessUtilization', 'NVML is shut down');
     const count = [0];
     let rc = this.#fn.procUtil!(h, null, count, lastSeenUs);
-    if (rc === NVML_SUCCESS) return [];
+    // NOT_FOUND: no process has run on the GPU since lastSeenUs (what a real driver answers).
+    if (rc === NVML_SUCCESS || rc === NVML_ERROR_NOT_FOUND) return [];
     if (rc !== NVML_ERROR_INSUFFICIENT_SIZE) this.#check('nvmlDeviceGetProcessUtilization', rc);
     const cap = Math.min(count[0]! + 8, 4096); // room for processes that appear between the calls
     const buf = Buffer.alloc(cap * PROC_SAMPLE_SIZE);
     count[0] = cap;
     rc = this.#fn.procUtil!(h, buf, count, lastSeenUs);
+    if (rc === NVML_ERROR_NOT_FOUND) return [];
     this.#check('nvmlDeviceGetProcessUtilization', rc);
     const out: NvmlProcessSample[] = [];
     for (let i = 0; i < Math.min(count[0]!, cap); i++) {

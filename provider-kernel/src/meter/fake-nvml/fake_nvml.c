@@ -34,6 +34,7 @@ typedef int nvmlReturn_t;
 #define NVML_ERROR_UNINITIALIZED 1
 #define NVML_ERROR_INVALID_ARGUMENT 2
 #define NVML_ERROR_NOT_SUPPORTED 3
+#define NVML_ERROR_NOT_FOUND 6
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define NVML_ERROR_GPU_IS_LOST 15
 #define NVML_ERROR_UNKNOWN 999
@@ -294,6 +295,7 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t dev, nvmlProcessUtiliz
   nvmlReturn_t r = check(dev);
   if (r) return r;
   if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+  if (dev->nprocs == 0) return NVML_ERROR_NOT_FOUND; /* as a driver answers when no process ran */
   if (!samples || *count < (unsigned int)dev->nprocs) {
     *count = (unsigned int)dev->nprocs;
     return NVML_ERROR_INSUFFICIENT_SIZE;
