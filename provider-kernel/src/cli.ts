@@ -18,6 +18,7 @@ Options:
   --name <name>        name shown to users (default: the host name)
   --kernelspec-dir <d> search this kernelspec dir instead of Jupyter's standard ones (repeatable)
   --max-kernels <n>    most kernels at once (default 16)
+  --kernel-user <user> run kernels as this Unix user (the provider must run as root)
   --chain-id <n>       chain id the usage receipts are signed for (default 31337, local anvil)
   --no-metering        run without the energy meter (replies carry no receipts)
   --log-level <level>  debug, info, warn, error (default info)
@@ -32,6 +33,7 @@ export interface CliConfig {
   readonly pricePerKwh: bigint;
   readonly name?: string;
   readonly kernelspecDirs?: string[];
+  readonly kernelUser?: string;
   readonly maxKernels: number;
   readonly logLevel: LogLevel;
   /** undefined: metering off. */
@@ -58,6 +60,7 @@ export function parseCli(argv: readonly string[]): CliResult {
         'log-level': { type: 'string' },
         'chain-id': { type: 'string' },
         'no-metering': { type: 'boolean' },
+        'kernel-user': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -93,6 +96,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       pricePerKwh: price,
       ...(typeof name === 'string' ? { name } : {}),
       ...(Array.isArray(dirs) ? { kernelspecDirs: dirs } : {}),
+      ...(typeof values['kernel-user'] === 'string' ? { kernelUser: values['kernel-user'] } : {}),
       maxKernels: Number(maxText),
       logLevel: level,
       chainId: values['no-metering'] ? undefined : BigInt(chainText),

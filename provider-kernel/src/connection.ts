@@ -61,20 +61,31 @@ export async function newConnectionInfo(kernelName: string): Promise<ConnectionI
   };
 }
 
-/** Creates `dir` with mode 0700 (and tightens it if it already existed). */
-export async function privateDir(dir: string): Promise<string> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  await fs.chmod(dir, 0o700);
+/** The Unix user kernels run as, when it is not the provider's own. */
+export interface RunAs {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * Creates `dir` with `mode` (default 0700) and sets that mode if it already existed. 0711 lets
+ * a kernel running as another user pass through to its own dir without listing the others.
+ */
+export async function privateDir(dir: string, mode = 0o700): Promise<string> {
+  await fs.mkdir(dir, { recursive: true, mode });
+  await fs.chmod(dir, mode);
   return dir;
 }
 
-export async function writeConnectionFile(runtimeDir: string, kernelId: string, info: ConnectionInfo): Promise<string> {
-  await privateDir(runtimeDir);
+/** Writes the connection file (0600); owned by `owner` when kernels run as another user. */
+export async function writeConnectionFile(runtimeDir: string, kernelId: string, info: ConnectionInfo, owner?: RunAs): Promise<string> {
+  await privateDir(runtimeDir, owner ? 0o711 : 0o700);
   const file = path.join(runtimeDir, `kernel-${kernelId}.json`);
   await fs.rm(file, { force: true });
   const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     await fh.writeFile(JSON.stringify(info, null, 1), 'utf8');
+    if (owner) await fh.chown(owner.uid, owner.gid);
   } finally {
     await fh.close();
   }

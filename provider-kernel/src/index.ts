@@ -1,6 +1,9 @@
 // The provider host's public API: startProvider() for `npm start`, tests and embedders;
 // the CLI (main.ts) is a thin shell over it.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { detectHardware } from './hardware.ts';
+import { resolveKernelUser } from './kernel-user.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { discoverKernelspecs } from './kernelspecs.ts';
 import { tunnelUrl } from './link.ts';
@@ -36,6 +39,11 @@ export interface StartProviderOptions {
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
   readonly waitForConnection?: boolean;
+  /**
+   * Run kernels as this Unix user (name or uid), so user code cannot read the provider's key.
+   * The provider must run as root (see kernel-user.ts for why capabilities are not enough).
+   */
+  readonly kernelUser?: string;
   /** Tunnel tuning (backoff, timeouts, frame limit). */
   readonly link?: ProviderOptions['link'];
   /** Flow-control tuning (high-water mark, per-kernel queue bound). */
@@ -61,7 +69,12 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
   const price = opts.pricePerKwh ?? 0n;
   if (price < 0n || price > MAX_PRICE) throw new ProviderConfigError('pricePerKwh must be between 0 and 2^256-1');
   if (opts.name !== undefined && (opts.name.length === 0 || opts.name.length > 128)) throw new ProviderConfigError('name must be 1 to 128 characters');
+  const kernelUser = opts.kernelUser === undefined ? undefined : await resolveKernelUser(opts.kernelUser);
   const identity = await loadOrCreateIdentity(opts.dataDir);
+  // The kernel user must pass through the data dir to its own working dir (0711: through,
+  // not list); the key file stays 0600 and unreadable to it.
+  if (kernelUser) await fs.chmod(path.resolve(opts.dataDir), 0o711);
+  if (kernelUser && process.getuid?.() !== 0) logger.warn('--kernel-user needs the provider to run as root; kernels will fail to start');
   let builtIn: ProviderMeter | undefined;
   if (!opts.meter && opts.metering !== false) {
     const m = opts.metering ?? {};
@@ -104,6 +117,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(meter ? { meter } : {}),
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
+    ...(kernelUser ? { kernelUser } : {}),
     ...(opts.link ? { link: opts.link } : {}),
     ...(opts.outbox ? { outbox: opts.outbox } : {}),
   });

@@ -12,6 +12,8 @@ export interface SpawnOptions {
   readonly cwd: string;
   readonly logger: Logger;
   readonly kernelId: string;
+  /** Run as this user (needs root or CAP_SETUID/CAP_SETGID, and CAP_KILL to signal it). */
+  readonly runAs?: { readonly uid: number; readonly gid: number };
 }
 
 export interface ExitInfo {
@@ -34,6 +36,7 @@ export class KernelProcess {
       cwd: opts.cwd,
       env: opts.env,
       detached: true, // new session and process group: the group id is the pid
+      ...(opts.runAs ? { uid: opts.runAs.uid, gid: opts.runAs.gid } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // 'spawn' failures (ENOENT, EACCES) arrive as 'error' with no 'exit'.

@@ -11,7 +11,7 @@ import { promises as fs, rmSync } from 'node:fs';
 import path from 'node:path';
 import { makeMessage, type Channel } from '@kinesis/protocol/jupyter/messages';
 import type { RunningKernelStatus } from '@kinesis/protocol/tunnel';
-import { newConnectionInfo, privateDir, writeConnectionFile, type ConnectionInfo } from './connection.ts';
+import { newConnectionInfo, privateDir, writeConnectionFile, type ConnectionInfo, type RunAs } from './connection.ts';
 import { KernelError, errorText } from './errors.ts';
 import { buildKernelEnv } from './kernel-env.ts';
 import { KernelProcess } from './kernel-process.ts';
@@ -40,6 +40,8 @@ export interface KernelOptions {
   readonly logger: Logger;
   readonly hooks: KernelHooks;
   readonly passEnv?: readonly string[];
+  /** Run the kernel as this Unix user instead of the provider's (see docs/provider-runbook.md). */
+  readonly runAs?: RunAs;
   /** Variables the provider sets for this kernel (CUDA_VISIBLE_DEVICES for its GPU). */
   readonly extraEnv?: Readonly<Record<string, string>>;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
@@ -100,9 +102,14 @@ export class Kernel {
   /** Launches the kernel; resolves once it answered kernel_info_request. */
   start(): Promise<void> {
     return this.serial(async () => {
-      await privateDir(path.join(this.o.dataDir, 'kernels'));
+      const runAs = this.o.runAs;
+      await privateDir(path.join(this.o.dataDir, 'kernels'), runAs ? 0o711 : 0o700);
       await privateDir(this.workDir);
       await fs.mkdir(path.join(this.workDir, '.tmp'), { recursive: true, mode: 0o700 });
+      if (runAs) {
+        await fs.chown(this.workDir, runAs.uid, runAs.gid);
+        await fs.chown(path.join(this.workDir, '.tmp'), runAs.uid, runAs.gid);
+      }
       this.setState('starting');
       try {
         await this.launch(await newConnectionInfo(this.spec.name));
@@ -208,7 +215,7 @@ export class Kernel {
     this.info = info;
     this.key = Buffer.from(info.key, 'latin1');
     this.iopubSeen = false;
-    this.connectionFile = await writeConnectionFile(this.runtimeDir, this.id, info);
+    this.connectionFile = await writeConnectionFile(this.runtimeDir, this.id, info, this.o.runAs);
     const argv = this.spec.spec.argv.map((a) => a.replaceAll('{connection_file}', this.connectionFile as string).replaceAll('{resource_dir}', this.spec.dir));
     const env = buildKernelEnv({
       kernelId: this.id,
@@ -218,7 +225,7 @@ export class Kernel {
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
       ...(this.o.extraEnv ? { extra: this.o.extraEnv } : {}),
     });
-    const proc = new KernelProcess({ argv, env, cwd: this.workDir, logger: this.o.logger, kernelId: this.id });
+    const proc = new KernelProcess({ argv, env, cwd: this.workDir, logger: this.o.logger, kernelId: this.id, ...(this.o.runAs ? { runAs: this.o.runAs } : {}) });
     this.proc = proc;
     this.channels = new KernelChannels(info, (ch, frames) => this.onFrames(gen, ch, frames), this.o.logger);
     void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));

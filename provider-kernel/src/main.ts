@@ -29,6 +29,7 @@ async function main(): Promise<number> {
       metering: c.chainId === undefined ? false : { chainId: c.chainId },
       ...(c.name ? { name: c.name } : {}),
       ...(c.kernelspecDirs ? { kernelspecDirs: c.kernelspecDirs } : {}),
+      ...(c.kernelUser ? { kernelUser: c.kernelUser } : {}),
     });
   } catch (e) {
     const msg = e instanceof KinesisError ? `${e.shortMessage}${e.details ? `\n${e.details}` : ''}` : e instanceof Error ? e.message : String(e);

@@ -16,6 +16,7 @@ import {
   type Reply,
   type RunningKernelAd,
 } from '@kinesis/protocol/tunnel';
+import type { RunAs } from './connection.ts';
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
@@ -43,6 +44,8 @@ export interface ProviderOptions {
   readonly meter?: ExecutionMeter;
   readonly maxKernels?: number;
   readonly passEnv?: readonly string[];
+  /** Kernels run as this Unix user (the provider keeps its key to itself). */
+  readonly kernelUser?: RunAs;
   readonly link?: Partial<Omit<LinkOptions, 'gatewayUrl' | 'logger'>>;
   readonly outbox?: Omit<OutboxOptions, 'dropNotice' | 'onDrop'>;
   readonly kernelStartTimeoutMs?: number;
@@ -215,6 +218,7 @@ export class Provider {
       logger: this.o.logger,
       hooks: this.hooks,
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
+      ...(this.o.kernelUser ? { runAs: this.o.kernelUser } : {}),
       ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
