@@ -10,21 +10,31 @@ import { malformed } from '../errors.ts';
 
 const HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
 
+// No Buffer here: receipts are also checked in the browser (where `secp256k1` resolves to
+// its elliptic fallback through the package's "browser" field).
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function hexToBytes(hex: string, expectLen?: number, field = 'hex'): Uint8Array {
   const h = hex.startsWith('0x') ? hex.slice(2) : hex;
   if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h)) throw malformed(`${field} is not hex`);
   if (expectLen !== undefined && h.length !== expectLen * 2) throw malformed(`${field} must be ${expectLen} bytes`);
-  return Uint8Array.from(Buffer.from(h, 'hex'));
+  const out = new Uint8Array(h.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
-export const bytesToHex = (b: Uint8Array): string => '0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+export function bytesToHex(b: Uint8Array): string {
+  let s = '0x';
+  for (let i = 0; i < b.length; i++) s += HEX[b[i]!]!;
+  return s;
+}
 
 export const keccak256 = (data: Uint8Array): Uint8Array => keccak_256(data);
 
 /** EIP-55 checksummed address of an uncompressed public key (65 bytes, 0x04 ‖ x ‖ y). */
 export function publicKeyToAddress(pub: Uint8Array): string {
-  const lower = Buffer.from(keccak_256(pub.subarray(1)).subarray(12)).toString('hex');
-  const hash = Buffer.from(keccak_256(new TextEncoder().encode(lower))).toString('hex');
+  const lower = bytesToHex(keccak_256(pub.subarray(1)).subarray(12)).slice(2);
+  const hash = bytesToHex(keccak_256(new TextEncoder().encode(lower))).slice(2);
   let out = '0x';
   for (let i = 0; i < 40; i++) out += parseInt(hash[i]!, 16) >= 8 ? lower[i]!.toUpperCase() : lower[i]!;
   return out;
