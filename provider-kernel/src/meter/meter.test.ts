@@ -158,6 +158,21 @@ describe('meter on the C stand-in NVML', () => {
     checkReceipts([r, await m.detachKernel('k')]);
   });
 
+  it('caps readings at the enforced power limit × wall time', async () => {
+    // A board that claims 900 W against a 300 W limit (a broken counter, or a lie).
+    writeControl(control, { gpus: [gpu({ limitMw: 300_000, power: [{ tMs: Date.now() - 60_000, mw: 900_000, util: 99 }] })] });
+    const m = await meter();
+    m.attachKernel('k', { pid: process.pid, deviceIndex: 0 });
+    m.onExecutionStart('k', 'a');
+    await sleep(700);
+    const r = await m.onExecutionEnd('k', 'a');
+    expect(r.message.powerCapMw).toBe('300000');
+    const e = Number(r.message.energyMj);
+    expect(e).toBeLessThanOrEqual(measuredPart(r, 300_000) + 3);
+    expect(e).toBeGreaterThan(measuredPart(r, 300_000) * 0.8);
+    checkReceipts([r, await m.detachKernel('k')]);
+  });
+
   it('meters two GPUs independently', async () => {
     const t = Date.now() - 1000;
     writeControl(control, {
