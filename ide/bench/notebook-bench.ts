@@ -60,6 +60,8 @@ export interface IdeBenchResult {
   readonly targets: { interactiveMs: number; keystrokeP95Ms: number; memoryMB: number };
   readonly pass: boolean;
   readonly machine: string;
+  /** 1-minute load average when the run ended: these figures mean little on a busy machine. */
+  readonly loadAverage: number;
   readonly date: string;
 }
 
@@ -151,6 +153,7 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
       targets: { interactiveMs: 1500, keystrokeP95Ms: 16, memoryMB: 300 },
       pass: false,
       machine: `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} CPUs, Chromium ${browser.version()}`,
+      loadAverage: +((await import('node:os')).loadavg()[0] ?? 0).toFixed(2),
       date: new Date().toISOString(),
     };
     const pass = result.interactiveMs < 1500 && result.keystrokeP95Ms < 16 && result.jsHeapUsedMB < 300;
@@ -172,7 +175,7 @@ async function writeResults(r: IdeBenchResult): Promise<void> {
   const ok = (b: boolean): string => (b ? 'pass' : 'FAIL');
   const md = `# IDE benchmark
 
-${r.date} · ${r.machine}
+${r.date} · ${r.machine} · load average ${r.loadAverage} (other work on this 2-core machine inflates every figure below)
 
 A ${r.cells}-cell notebook (60% code with stream, image and HTML outputs, 30% markdown with math, 10% raw), opened from a real Jupyter Server in headless Chromium (flags: --headless --no-sandbox --disable-gpu).
 

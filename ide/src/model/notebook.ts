@@ -40,12 +40,14 @@ export class NotebookModel {
     this.undo = new Y.UndoManager([orderArray(this.doc), cellsMap(this.doc)], { trackedOrigins: new Set([CELL_OP]), captureTimeout: 0 });
     orderArray(this.doc).observe(this.#refreshOrder);
     cellsMap(this.doc).observe(this.#refreshOrder);
-    this.doc.on('update', this.#onUpdate);
+    // afterTransaction, not 'update': an 'update' listener makes Yjs encode every
+    // transaction (every keystroke), which only a network provider needs.
+    this.doc.on('afterTransaction', this.#onTransaction);
   }
 
   readonly #refreshOrder = (): void => this.#setOrder(cellOrder(this.doc));
-  readonly #onUpdate = (_u: Uint8Array, origin: unknown): void => {
-    if (origin !== LOAD) this.#setVersion((v) => v + 1);
+  readonly #onTransaction = (tr: Y.Transaction): void => {
+    if (tr.origin !== LOAD && (tr.changed.size > 0 || tr.deleteSet.clients.size > 0)) this.#setVersion((v) => v + 1);
   };
 
   cell(id: string): YCell | undefined {
@@ -158,7 +160,7 @@ export class NotebookModel {
     this.#disposed = true;
     orderArray(this.doc).unobserve(this.#refreshOrder);
     cellsMap(this.doc).unobserve(this.#refreshOrder);
-    this.doc.off('update', this.#onUpdate);
+    this.doc.off('afterTransaction', this.#onTransaction);
     this.undo.destroy();
     this.doc.destroy();
   }
