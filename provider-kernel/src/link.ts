@@ -99,7 +99,7 @@ export class TunnelLink {
     this.connect();
   }
 
-  /** Resolves the next time the link reaches `open` (for tests and start-up). */
+  /** Resolves the next time the link reaches `open`, or when it is closed (for tests and start-up). */
   whenOpen(): Promise<void> {
     if (this.stateValue === 'open') return Promise.resolve();
     return new Promise((resolve) => this.openWaiters.push(resolve));
@@ -108,7 +108,10 @@ export class TunnelLink {
   /** Ends the link for good: no reconnect. Safe to call twice. */
   async close(): Promise<void> {
     if (this.stateValue === 'closed') return;
+    const wasOpen = this.stateValue === 'open';
     this.stateValue = 'closed';
+    if (wasOpen) this.h.onDisconnect();
+    for (const w of this.openWaiters.splice(0)) w();
     clearTimeout(this.timer);
     clearTimeout(this.idleTimer);
     const ws = this.ws;
