@@ -75,6 +75,7 @@ export class TunnelLink {
   private timer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly url: string;
+  private readonly zeroMask: boolean;
   private connectedOnce = false;
   private openWaiters: Array<() => void> = [];
 
@@ -83,6 +84,8 @@ export class TunnelLink {
     private readonly h: LinkHandlers,
   ) {
     this.url = tunnelUrl(o.gatewayUrl);
+    const u = new URL(this.url);
+    this.zeroMask = u.protocol === 'wss:' || ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname);
     this.backoff = new Backoff(o.backoff);
   }
 
@@ -139,6 +142,12 @@ export class TunnelLink {
       perMessageDeflate: false,
       maxPayload: this.o.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME,
       handshakeTimeout: this.o.handshakeTimeoutMs ?? 10_000,
+      // RFC 6455 §10.3: clients mask frames so that script-controlled bytes cannot be read
+      // as HTTP by a transparent proxy on the path. Over TLS, or to a gateway on this very
+      // machine, no proxy can see the bytes; there a zero mask (ws then skips the copy and
+      // XOR of every payload: 10 MB of output per cell is common) is safe. Elsewhere keep
+      // ws's random masks.
+      ...(this.zeroMask ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}),
     });
     this.ws = ws;
     let handshakeTimer: NodeJS.Timeout | undefined;
