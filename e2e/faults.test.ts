@@ -80,34 +80,34 @@ describe('faults', () => {
     const kid = await pythonKernel(s);
     const session = crypto.randomUUID();
     const url = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
-    const open = async (): Promise<WebSocket> => {
-      const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
-      await new Promise((r, j) => {
-        ws.once('open', r);
-        ws.once('error', j);
-      });
-      return ws;
-    };
     const { decodeV1 } = await import('@kinesis/protocol');
     const lines = new Set<number>();
     let idle = false;
-    const listen = (ws: WebSocket, parentId: string): void => {
+    let parentId = '';
+    // The listener goes on before 'open': replayed frames can arrive in the same packet as
+    // the upgrade response and be emitted before an `await` continuation could attach it.
+    const open = async (): Promise<WebSocket> => {
+      const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
       ws.on('message', (d: Buffer) => {
         const m = decodeV1(d);
         if (m.parent_header.msg_id !== parentId) return;
         if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) lines.add(Number(l));
         if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') idle = true;
       });
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return ws;
     };
-    let ws = await open();
     const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
-    listen(ws, req.header.msg_id);
+    parentId = req.header.msg_id;
+    let ws = await open();
     ws.send(encodeV1(req));
     await until(async () => (lines.size > 20 ? true : undefined), 10_000);
     ws.terminate(); // drop mid-stream, no close handshake
     await new Promise((r) => setTimeout(r, 800));
     ws = await open();
-    listen(ws, req.header.msg_id);
     await until(async () => (idle ? true : undefined), 20_000);
     ws.close();
     expect(lines.size).toBe(400);
