@@ -46,6 +46,8 @@ interface Lane {
   credit: number;
   dropped: number;
   droppedBytes: number;
+  /** All frames ever dropped from this lane (stats; `dropped` resets with each notice). */
+  droppedTotal: number;
   lastDroppedParent: Buffer | undefined;
   noticeQueued: boolean;
 }
@@ -83,7 +85,7 @@ export class Outbox {
 
   addKernel(id: string): void {
     if (this.lanes.has(id)) return;
-    const lane: Lane = { id, queue: [], head: 0, queuedBytes: 0, credit: this.initialCredit, dropped: 0, droppedBytes: 0, lastDroppedParent: undefined, noticeQueued: false };
+    const lane: Lane = { id, queue: [], head: 0, queuedBytes: 0, credit: this.initialCredit, dropped: 0, droppedBytes: 0, droppedTotal: 0, lastDroppedParent: undefined, noticeQueued: false };
     this.lanes.set(id, lane);
     this.ring.push(lane);
   }
@@ -105,12 +107,18 @@ export class Outbox {
     return this.lanes.get(id)?.credit ?? 0;
   }
 
+  /** Frames dropped for a kernel so far (stats and tests). */
+  droppedFrames(id: string): number {
+    return this.lanes.get(id)?.droppedTotal ?? 0;
+  }
+
   enqueue(id: string, f: QueuedFrame): void {
     const lane = this.lanes.get(id);
     if (!lane) return;
     if (f.frame.length > (this.o.maxFrameBytes ?? Infinity)) {
       if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'frame too large');
       lane.dropped++;
+      lane.droppedTotal++;
       lane.droppedBytes += f.frame.length;
       lane.lastDroppedParent = f.parent;
       if (!lane.noticeQueued) {
@@ -152,6 +160,7 @@ export class Outbox {
       if (f === undefined || f === 'notice' || !f.droppable) continue;
       lane.queuedBytes -= f.frame.length;
       lane.dropped++;
+      lane.droppedTotal++;
       lane.droppedBytes += f.frame.length;
       lane.lastDroppedParent = f.parent;
       if (!lane.noticeQueued) {

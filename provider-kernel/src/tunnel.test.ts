@@ -123,7 +123,7 @@ describe('flow control with real kernels', () => {
   it('a kernel flooding output does not starve another kernel’s 1+1 reply', async () => {
     // Credit is granted by hand: the flooding kernel runs out of it, as when its clients are slow.
     const peer = await peerOn(0, { initialCredit: 256 * 1024, autoCredit: false });
-    await provider(peer, { waitForConnection: true, outbox: { maxQueuedBytes: 4 * 1024 * 1024 } });
+    const p = await provider(peer, { waitForConnection: true, outbox: { maxQueuedBytes: 4 * 1024 * 1024 } });
     const flood = await startKernel(peer);
     const quiet = await startKernel(peer);
     const floodReq = executeRequest('import sys\nwhile True:\n    sys.stdout.write("x" * 10000 + "\\n"); sys.stdout.flush()');
@@ -142,6 +142,7 @@ describe('flow control with real kernels', () => {
     const floodBytes = peer.messages.filter((m) => m.kernelId === flood).reduce((n, m) => n + m.bytes, 0);
     expect(floodBytes).toBeLessThan(256 * 1024 + 128 * 1024);
     // Now the clients catch up: the flood's queued output flows, with a notice for what the bounded queue dropped.
+    await peer.until(() => p.provider.outbox.droppedFrames(flood) > 0, 30_000, 'the bounded queue to drop output');
     peer.autoCredit = true;
     peer.grant(flood, 64 * 1024 * 1024);
     expect((await peer.request({ type: 'interrupt_kernel', kernelId: flood })).ok).toBe(true);
