@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpuModel, findRaplZones, processTree, raplDeltaUj, readProcTicks, readRaplUj, readSystemTicks } from './cpu.ts';
+import { ProcTicksReader, cpuModel, findRaplZones, processTree, raplDeltaUj, readProcTicks, readRaplUj, readSystemTicks } from './cpu.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'cpu-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -64,9 +64,19 @@ describe('procfs readers on a fake /proc', () => {
     expect(cpuModel(join(root, 'proc'))).toBe('Test CPU @ 3.0GHz');
   });
 
-  it('reads this process from the real /proc', () => {
+  it('reads this process from the real /proc, also through a kept-open file', () => {
     const t = readProcTicks(process.pid);
     expect(t).not.toBeNull();
+    const reader = new ProcTicksReader();
+    const a = reader.read(process.pid)!;
+    const until = Date.now() + 150;
+    while (Date.now() < until); // burn some CPU so the re-read must see it
+    const b = reader.read(process.pid)!;
+    expect(b).toBeGreaterThan(a);
+    expect(Math.abs(a - t!)).toBeLessThan(50);
+    expect(reader.read(2 ** 22 + 12345)).toBeNull();
+    reader.close();
+    reader.close();
     expect(readSystemTicks()!.total).toBeGreaterThan(0);
   });
 });

@@ -244,7 +244,7 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     const treeTicks = (): number => [kernel.pid!, ...processTree(kernel.pid!)].reduce((a, p) => a + (readProcTicks(p) ?? 0), 0);
     const ticks0 = treeTicks();
     m.onExecutionStart('k', 'a');
-    await sleep(1000);
+    await sleep(1500); // CPU readings come every 500 ms by default
     const ticks1 = treeTicks();
     const r = await m.onExecutionEnd('k', 'a');
     expect(r.message).toMatchObject({ method: 'estimate', quality: 'estimated', device: expect.stringMatching(/^cpu:/) });

@@ -38,6 +38,8 @@ export interface MeterOptions {
   readonly cpu?: {
     /** Package power for the CPU estimate; default 10 W per logical CPU, at least 35 W. */
     readonly packagePowerW?: number;
+    /** Period of CPU readings; default 500 ms (procfs reads cost more than NVML calls). */
+    readonly sampleIntervalMs?: number;
     readonly raplRoot?: string;
     readonly procRoot?: string;
   };
@@ -102,11 +104,16 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
   if (opts.pricePerKwh < 0n) throw new MeterError('pricePerKwh must be non-negative');
   const periodMs = opts.sampleIntervalMs ?? 100;
   if (!Number.isInteger(periodMs) || periodMs < 10 || periodMs > 10_000) throw new MeterError('sampleIntervalMs must be an integer in [10, 10000]');
+  const cpuPeriod = opts.cpu?.sampleIntervalMs;
+  if (cpuPeriod !== undefined && (!Number.isInteger(cpuPeriod) || cpuPeriod < periodMs || cpuPeriod > 10_000)) {
+    throw new MeterError('cpu.sampleIntervalMs must be an integer in [sampleIntervalMs, 10000]');
+  }
   const config: SamplerConfig = {
     nvmlLibrary: opts.nvmlLibrary === undefined ? defaultNvmlLibrary() : opts.nvmlLibrary,
     raplRoot: opts.cpu?.raplRoot ?? '/sys/class/powercap',
     procRoot: opts.cpu?.procRoot ?? '/proc',
     periodMs,
+    cpuPeriodMs: opts.cpu?.sampleIntervalMs ?? Math.max(periodMs, 500),
   };
   const worker = new Worker(new URL('./sampler-worker.mjs', import.meta.url), { workerData: config });
   worker.unref(); // metering never keeps a provider process alive on its own
@@ -347,6 +354,7 @@ class MeterImpl implements Meter {
       const iv = this.#gpuNorms[g.index]?.push({ tMs: m.tMs, counterMj: g.counterMj, powerMw: g.powerMw, utilGpu: g.utilGpu, ...(g.weights ? { weights: g.weights } : {}) });
       if (iv) this.#gpuDevices[g.index]!.windows.push(iv);
     }
+    if (!m.cpu) return;
     const iv = this.#cpuNorm.push({ tMs: m.tMs, raplUj: m.cpu.raplUj, kernelTicks: m.cpu.kernelTicks, systemBusyTicks: m.cpu.systemBusyTicks });
     if (iv) this.#cpuDevice.windows.push(iv);
   }

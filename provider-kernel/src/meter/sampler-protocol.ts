@@ -8,6 +8,8 @@ export interface SamplerConfig {
   readonly raplRoot: string;
   readonly procRoot: string;
   readonly periodMs: number;
+  /** Period of CPU readings (a multiple of periodMs, rounded). */
+  readonly cpuPeriodMs: number;
 }
 
 export interface GpuInfo {
@@ -56,7 +58,8 @@ export interface TickMessage {
   readonly type: 'tick';
   readonly tMs: number;
   readonly gpus: readonly GpuTick[];
-  readonly cpu: CpuTick;
+  /** Null on ticks without CPU readings (see SamplerConfig.cpuPeriodMs). */
+  readonly cpu: CpuTick | null;
   /** Wall time the worker spent reading devices for this tick (for the benchmark). */
   readonly readUs: number;
 }
