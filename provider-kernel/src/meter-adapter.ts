@@ -27,7 +27,12 @@ export interface ProviderMeter extends ExecutionMeter {
   dispose(): Promise<void>;
 }
 
-type SyncMeter = Meter & { executionEndSync?: (kernelId: string, msgId: string, tMs?: number) => SignedReceipt };
+// Optional methods, used when the meter has them (executionEndSync exists on the meter's
+// implementation; retrackKernel is requested of src/meter, see the report).
+type SyncMeter = Meter & {
+  executionEndSync?: (kernelId: string, msgId: string, tMs?: number) => SignedReceipt;
+  retrackKernel?: (kernelId: string, opts: { pid: number; deviceIndex?: number }) => void;
+};
 
 export async function createProviderMeter(o: ProviderMeterOptions): Promise<ProviderMeter> {
   const meter = (await createMeter({
@@ -60,6 +65,10 @@ export async function createProviderMeter(o: ProviderMeterOptions): Promise<Prov
       const next = prev.then(() => meter.attachKernel(kernelId, opts));
       pending.set(kernelId, next.catch(() => undefined));
       next.catch((e: unknown) => o.logger.error('meter attach failed', { kernelId, error: String(e) }));
+    },
+    retrackKernel(kernelId, opts) {
+      if (typeof meter.retrackKernel === 'function') meter.retrackKernel(kernelId, opts);
+      else o.logger.warn('meter cannot follow a restarted kernel to its new process; its CPU share reads as zero until the kernel stops', { kernelId });
     },
     onExecutionStart(kernelId, msgId, atMs) {
       meter.onExecutionStart(kernelId, msgId, atMs);

@@ -19,6 +19,7 @@ function recordingMeter(): ExecutionMeter & { calls: string[] } {
     calls,
     attachKernel: () => calls.push('attach'),
     detachKernel: () => calls.push('detach'),
+    retrackKernel: () => calls.push('retrack'),
     onExecutionStart: (_k, msgId) => calls.push(`start:${msgId}`),
     onExecutionEnd: (_k, msgId) => {
       calls.push(`end:${msgId}`);
@@ -51,7 +52,7 @@ describe('execution tracking for the meter', () => {
   });
 
   it('survives a meter that throws', () => {
-    const t = new ExecutionTracker('k', { attachKernel() {}, detachKernel() {}, onExecutionStart() { throw new Error('x'); }, onExecutionEnd() { throw new Error('y'); } }, silentLogger);
+    const t = new ExecutionTracker('k', { attachKernel() {}, detachKernel() {}, retrackKernel() {}, onExecutionStart() { throw new Error('x'); }, onExecutionEnd() { throw new Error('y'); } }, silentLogger);
     t.onStatus('a', 'busy');
     expect(t.onReply('a')).toBeUndefined();
   });

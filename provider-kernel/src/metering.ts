@@ -29,6 +29,11 @@ export interface ExecutionMeter {
   onExecutionEnd(kernelId: string, msgId: string, atMs: number): SignedReceipt | undefined;
   /** Closes the kernel's books (its closing receipt is the meter's business); never throws. */
   detachKernel(kernelId: string): void;
+  /**
+   * A restart replaced the kernel's process: measure the new pid, keep the books (seq and
+   * cumulative figures continue; the gateway's ledger requires an unbroken seq per kernel id).
+   */
+  retrackKernel(kernelId: string, opts: { pid: number; deviceIndex?: number }): void;
 }
 
 interface Execution {

@@ -178,12 +178,16 @@ export class Provider {
     switch (req.type) {
       case 'interrupt_kernel':
         return k.interrupt();
-      case 'restart_kernel':
-        // A restart is a new process: close the old one's books, open new ones.
-        this.detachMeter(entry);
+      case 'restart_kernel': {
+        // Same kernel id, new process: the books stay open (the ledger wants one unbroken
+        // seq per kernel id); the meter follows the new pid.
         await k.restart();
-        this.attachMeter(entry);
+        const pid = k.pid;
+        if (entry.metered && pid !== undefined && pid > 0) {
+          this.meterCall(() => this.o.meter?.retrackKernel(k.id, { pid, ...(entry.gpu === undefined ? {} : { deviceIndex: entry.gpu }) }));
+        } else this.attachMeter(entry); // a kernel that had died was detached
         return;
+      }
       case 'shutdown_kernel':
         try {
           await k.shutdown();
