@@ -99,5 +99,11 @@ describe('metering a real kernel with the real meter', () => {
     expect(b.message.fromMs).toBe(a.message.toMs);
     expect(BigInt(b.message.cumulativeEnergyMj)).toBeGreaterThanOrEqual(BigInt(a.message.cumulativeEnergyMj));
     expect(Number(a.message.endMs) - Number(a.message.startMs)).toBeGreaterThan(50); // the busy loop took time
+    // A restart keeps the kernel id and its books: the next receipt continues the sequence.
+    expect((await peer.request({ type: 'restart_kernel', kernelId: id })).ok).toBe(true);
+    const after = await execute(peer, id, '2+2');
+    const c = verifyReceipt((after.reply.metadata['kinesis'] as { receipt?: unknown }).receipt, 31337).receipt;
+    expect(BigInt(c.message.seq)).toBe(BigInt(b.message.seq) + 1n);
+    expect(BigInt(c.message.cumulativeEnergyMj)).toBeGreaterThanOrEqual(BigInt(b.message.cumulativeEnergyMj));
   });
 });
