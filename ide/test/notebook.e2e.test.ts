@@ -87,7 +87,7 @@ describe('notebook on the Kinesis stack', () => {
     const c0 = await addAndRun(page, 'print("hello from kinesis")');
     expect(c0).toBe(0);
     await expect.poll(() => cellAt(page, c0).locator('.out-stream').textContent()).toContain('hello from kinesis');
-    expect(await cellAt(page, c0).locator('.prompt').textContent()).toBe('[1]');
+    await expect.poll(() => cellAt(page, c0).locator('.prompt').textContent()).toBe('[1]');
     // where it ran, its energy (measured or estimated) and cost, from the signed receipt
     const receipt = cellAt(page, c0).locator('.receipt');
     await receipt.waitFor();
@@ -154,7 +154,7 @@ describe('notebook on the Kinesis stack', () => {
     await waitIdle(page);
     const c2 = await addAndRun(page, 'print("x" in dir())');
     await expect.poll(() => cellAt(page, c2).locator('.out-stream').textContent(), { timeout: 20_000 }).toContain('False');
-    expect(await cellAt(page, c2).locator('.prompt').textContent()).toBe('[1]');
+    await expect.poll(() => cellAt(page, c2).locator('.prompt').textContent()).toBe('[1]');
     await page.screenshot({ path: path.join(ARTIFACTS, 'interrupt-restart.png') });
     await page.close();
   }, 120_000);
@@ -325,6 +325,54 @@ describe('notebook on the Kinesis stack', () => {
     const c1 = await addAndRun(page, 'import time\nfor i in range(5): clear_output(wait=True); print("tick", i); time.sleep(0.05)');
     await expect.poll(() => cellAt(page, c1).locator('.out-stream').textContent()).toBe('tick 4\n');
     expect(await cellAt(page, c1).locator('.out').count()).toBe(1);
+    await page.close();
+  }, 120_000);
+
+  it('autosaves, changes kernel, and manages files from the browser', async () => {
+    const { page } = await newNotebook2();
+    const nbPath = decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
+    // autosave after an edit, without Ctrl+S
+    await page.locator('.cell').first().click({ position: { x: 30, y: 8 } });
+    await page.keyboard.press('Enter');
+    await page.keyboard.insertText('autosaved = 1');
+    await page.keyboard.press('Escape');
+    await expect.poll(() => readFile(path.join(kinesis.root, nbPath), 'utf8').then((t) => JSON.parse(t).cells[0]?.source.join('')), { timeout: 10_000 }).toBe('autosaved = 1');
+    // change kernel through the picker: the session moves to the other kernelspec
+    const sessionKernel = async (): Promise<{ id: string; name: string } | undefined> => {
+      const sessions = (await (await fetch(`${kinesis.url}/api/sessions`, { headers: { Authorization: `token ${TOKEN}` } })).json()) as { path: string; kernel: { id: string; name: string } }[];
+      return sessions.find((x) => x.path === nbPath)?.kernel;
+    };
+    const firstKernel = await sessionKernel();
+    expect(firstKernel).toBeDefined();
+    await page.click('button.kernel-button');
+    const other = page.locator('.kernel-option:not(.current)').first();
+    await other.waitFor();
+    await other.click();
+    // a new kernel for the same session (the gateway may resolve an alias spec such as
+    // "cheapest available" to the concrete one, so the id is what must change)
+    await expect.poll(async () => (await sessionKernel())?.id, { timeout: 30_000 }).not.toBe(firstKernel?.id);
+    await waitIdle(page);
+    // the file browser: duplicate, rename, delete
+    await page.goto(`${base}/tree`);
+    const row = page.locator(`.file-row[data-path="${nbPath}"]`);
+    await row.locator('button[title="duplicate"]').click();
+    const copy = nbPath.replace(/\.ipynb$/, '-Copy1.ipynb');
+    await page.locator(`.file-row[data-path="${copy}"]`).waitFor();
+    await page.locator(`.file-row[data-path="${copy}"] button[title="rename"]`).click();
+    await page.locator('.rename-input').fill('moved.ipynb');
+    await page.keyboard.press('Enter');
+    await page.locator('.file-row[data-path="moved.ipynb"]').waitFor();
+    page.once('dialog', (d) => void d.accept());
+    await page.locator('.file-row[data-path="moved.ipynb"] button[title="delete"]').click();
+    await page.locator('.file-row[data-path="moved.ipynb"]').waitFor({ state: 'detached' });
+    await expect(readFile(path.join(kinesis.root, 'moved.ipynb'))).rejects.toThrow();
+    // a folder, entered and left through the breadcrumbs
+    await page.click('text=New folder');
+    await page.locator('.file-row[data-type="directory"]').first().locator('a.file-link').click();
+    await page.waitForURL(/\/tree\/Untitled%20Folder/);
+    await page.locator('.crumbs a').first().click();
+    await page.waitForURL(/\/tree$/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'file-browser.png') });
     await page.close();
   }, 120_000);
 
