@@ -30,10 +30,13 @@ export interface StackOptions {
   readonly providerEnv?: Record<string, string>;
   readonly provider?: boolean;
   readonly log?: boolean;
+  /** Node flags for the processes (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+  readonly gatewayNodeArgs?: readonly string[];
+  readonly providerNodeArgs?: readonly string[];
 }
 
-function spawnTs(bin: string, args: readonly string[], env: Record<string, string>, log: boolean, tag: string): ChildProcess {
-  const p = spawn(process.execPath, [join(repoRoot, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+function spawnTs(bin: string, args: readonly string[], env: Record<string, string>, log: boolean, tag: string, nodeArgs: readonly string[] = []): ChildProcess {
+  const p = spawn(process.execPath, [...nodeArgs, join(repoRoot, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const sink = (d: Buffer): void => {
     if (log) process.stderr.write(`[${tag}] ${d.toString()}`);
   };
@@ -84,7 +87,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
   const gwArgs = ['--port', String(port), '--token', token, '--data-dir', join(dataDir, 'gateway'), ...(opts.gatewayArgs ?? [])];
   const startGw = async (): Promise<ChildProcess> => {
-    const g = spawnTs('kernel-gateway/bin/kinesis-gateway.mjs', gwArgs, opts.gatewayEnv ?? {}, log, 'gateway');
+    const g = spawnTs('kernel-gateway/bin/kinesis-gateway.mjs', gwArgs, opts.gatewayEnv ?? {}, log, 'gateway', opts.gatewayNodeArgs);
     await waitFor(async () => (await fetch(`${url}/api/status`, { headers: { Authorization: `token ${token}` } })).ok, 30_000, 'the gateway');
     return g;
   };
@@ -106,6 +109,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         { JUPYTER_PATH: jupyterPath, ...(opts.providerEnv ?? {}) },
         log,
         'provider',
+        opts.providerNodeArgs,
       );
       stack.provider = p;
       await waitFor(async () => (await providerCount(url, token)) > before, 30_000, 'the provider to connect');
