@@ -64,6 +64,17 @@ export interface AttachOptions {
   readonly deviceIndex?: number;
 }
 
+export interface MeterStats {
+  readonly ticks: number;
+  /** Wall time the sampler spent in device reads. */
+  readonly readUsTotal: number;
+  readonly lastTickMs: number | null;
+  /** CPU time of the sampler thread (updated about once a second); null where /proc says nothing. */
+  readonly samplerThreadCpuNs: number | null;
+  /** Time the main thread spent turning samples into windows. */
+  readonly ingestUsTotal: number;
+}
+
 export interface Meter {
   describeHardware(): HardwareReport;
   attachKernel(kernelId: string, opts: AttachOptions): void;
@@ -73,8 +84,8 @@ export interface Meter {
   executionEndSync(kernelId: string, msgId: string, tMs?: number): SignedReceipt;
   /** Closes the kernel's books: waits (bounded) for the last sample, returns the closing receipt. */
   detachKernel(kernelId: string): Promise<SignedReceipt>;
-  /** Tick count and the sampler's own device-read time, for tests and benchmarks. */
-  stats(): { ticks: number; readUsTotal: number; lastTickMs: number | null };
+  /** What sampling costs so far, for tests and benchmarks. */
+  stats(): MeterStats;
   dispose(): Promise<void>;
 }
 
@@ -163,6 +174,8 @@ class MeterImpl implements Meter {
   #ticks = 0;
   #readUs = 0;
   #lastTick: number | null = null;
+  #threadCpuNs: number | null = null;
+  #ingestUs = 0;
 
   constructor(opts: MeterOptions, config: SamplerConfig, worker: Worker, hello: HelloMessage) {
     this.#opts = opts;
@@ -200,8 +213,8 @@ class MeterImpl implements Meter {
     };
   }
 
-  stats(): { ticks: number; readUsTotal: number; lastTickMs: number | null } {
-    return { ticks: this.#ticks, readUsTotal: this.#readUs, lastTickMs: this.#lastTick };
+  stats(): MeterStats {
+    return { ticks: this.#ticks, readUsTotal: this.#readUs, lastTickMs: this.#lastTick, samplerThreadCpuNs: this.#threadCpuNs, ingestUsTotal: Math.round(this.#ingestUs) };
   }
 
   attachKernel(kernelId: string, opts: AttachOptions): void {
@@ -342,7 +355,10 @@ class MeterImpl implements Meter {
       return;
     }
     if (m.type !== 'tick') return;
+    const t0 = performance.now();
     this.#ingest(m);
+    this.#ingestUs += (performance.now() - t0) * 1000;
+    if (m.threadCpuNs !== undefined) this.#threadCpuNs = m.threadCpuNs;
     for (const w of [...this.#waiters]) w();
   }
 

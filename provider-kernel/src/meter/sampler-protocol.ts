@@ -62,6 +62,8 @@ export interface TickMessage {
   readonly cpu: CpuTick | null;
   /** Wall time the worker spent reading devices for this tick (for the benchmark). */
   readonly readUs: number;
+  /** CPU time of the sampler thread so far (ns, /proc/thread-self/schedstat), about once a second; null where unknown. */
+  readonly threadCpuNs?: number | null;
 }
 
 export interface FatalMessage {

@@ -2,6 +2,7 @@
 // posts timestamped raw readings to the meter. Device reads (NVML calls, sysfs and procfs
 // files) block, so they live here and never delay the event loop that relays kernel
 // messages. All interpretation happens on the main thread (normalize.ts, windows.ts).
+import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Nvml } from './nvml.ts';
 import { ProcTicksReader, clockTicksPerSecond, cpuCount, cpuModel, findRaplZones, processTree, readRaplUj, readSystemTicks } from './cpu.ts';
@@ -76,9 +77,27 @@ post({
   nvmlError,
 });
 
+/** Per-process GPU shares matter only where two or more kernels hold the same GPU. */
+function sharedGpu(index: number): boolean {
+  let n = 0;
+  for (const t of tracked.values()) if (t.gpu === index) n++;
+  return n >= 2 && gpus[index]?.info.processUtilization === true;
+}
+
 /** CPU kernels need their tree for CPU time; GPU kernels only to map NVML's per-process samples. */
 function needsTree(t: Tracked): boolean {
-  return t.gpu === null || gpus[t.gpu]?.info.processUtilization === true;
+  return t.gpu === null || sharedGpu(t.gpu);
+}
+
+/** This thread's own CPU time, once a second, so the meter can report what sampling costs. */
+function selfCpu(): { threadCpuNs?: number | null } {
+  if ((tickNo - 1) % TREE_REFRESH_TICKS !== 0) return {};
+  try {
+    const ns = Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+    return { threadCpuNs: Number.isFinite(ns) ? ns : null };
+  } catch {
+    return { threadCpuNs: null };
+  }
 }
 
 const ticksReader = new ProcTicksReader(config.procRoot);
@@ -102,8 +121,8 @@ function tick(): void {
     const powerMw = g.info.powerReading ? probe(() => nvml!.powerMw(h)) : null;
     const utilGpu = probe(() => nvml!.utilizationGpu(h));
     const out: { index: number; counterMj: bigint | null; powerMw: number | null; utilGpu: number | null; weights?: Map<string, number> } = { index: g.info.index, counterMj, powerMw, utilGpu };
-    const mine = [...tracked.entries()].filter(([, t]) => t.gpu === g.info.index);
-    if (g.info.processUtilization && mine.length > 0) {
+    if (sharedGpu(g.info.index)) {
+      const mine = [...tracked.entries()].filter(([, t]) => t.gpu === g.info.index);
       const samples = probe(() => nvml!.processUtilization(h, g.lastSeenUs));
       if (samples && samples.length > 0) {
         const w = new Map<string, number>(mine.map(([k]) => [k, 0]));
@@ -123,7 +142,7 @@ function tick(): void {
   // /proc/<pid>/stat costs ~30 µs of kernel time per process, CPU times move in 10 ms
   // ticks, and the estimate is ±50% anyway.
   if ((tickNo - 1) % cpuEvery !== 0) {
-    post({ type: 'tick', tMs, gpus: gpuTicks, cpu: null, readUs: Math.round((performance.now() - began) * 1000) });
+    post({ type: 'tick', tMs, gpus: gpuTicks, cpu: null, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
     return;
   }
   const kernelTicks = new Map<string, number>();
@@ -139,7 +158,7 @@ function tick(): void {
     systemBusyTicks: raplZones.length > 0 ? (readSystemTicks(config.procRoot)?.busy ?? null) : null,
     kernelTicks,
   };
-  post({ type: 'tick', tMs, gpus: gpuTicks, cpu, readUs: Math.round((performance.now() - began) * 1000) });
+  post({ type: 'tick', tMs, gpus: gpuTicks, cpu, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
 }
 
 // A self-correcting schedule: each tick aims at the next multiple of the period, so a slow
@@ -165,9 +184,9 @@ schedule();
 port.on('message', (m: MainToWorker) => {
   switch (m.type) {
     case 'track': {
-      const t: Tracked = { pid: m.pid, gpu: m.gpu, tree: [] };
-      if (needsTree(t)) t.tree = processTree(m.pid, config.procRoot);
-      tracked.set(m.kernelId, t);
+      tracked.set(m.kernelId, { pid: m.pid, gpu: m.gpu, tree: [] });
+      // Walk now every tree this kernel makes necessary (its own, or its GPU's other kernels').
+      for (const t of tracked.values()) if (needsTree(t) && (t.pid === m.pid || t.gpu === m.gpu)) t.tree = processTree(t.pid, config.procRoot);
       break;
     }
     case 'untrack':
