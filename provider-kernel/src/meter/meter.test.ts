@@ -307,8 +307,17 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     expect(() => m.onExecutionStart('nope', 'x')).toThrow(/not attached/);
     m.attachKernel('k', { pid: process.pid });
     expect(() => m.attachKernel('k', { pid: process.pid })).toThrow(/already attached/);
+    m.onExecutionStart('k', 'late');
     await m.dispose();
     await m.dispose();
+    // With the sampler gone, the closing receipt still comes at once (no wait for a sample
+    // that will never arrive), for the execution left open.
+    const t0 = performance.now();
+    const closing = await m.detachKernel('k');
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(closing.message).toMatchObject({ msgId: 'late', seq: '1' });
+    // Method: what the span saw before the sampler stopped, or `none` if it saw nothing.
+    expect(['none', 'estimate']).toContain(closing.message.method);
     expect(() => m.attachKernel('k2', { pid: process.pid })).toThrow(/disposed/);
   });
 });
