@@ -294,6 +294,32 @@ describe('meter on the CPU (this machine has no GPU)', () => {
     expect(BigInt(r2.message.fromMs)).toBeGreaterThanOrEqual(BigInt(c1.message.toMs));
   });
 
+  it('follows a restarted kernel to its new process without closing its books', async () => {
+    const m = await meter({ nvmlLibrary: null, cpu: { packagePowerW: 20, raplRoot: join(dir, 'no-rapl'), sampleIntervalMs: 100 } });
+    const burn = (): ChildProcess => {
+      const c = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore', detached: true });
+      children.push(c);
+      return c;
+    };
+    const first = burn();
+    m.attachKernel('k', { pid: first.pid! });
+    m.onExecutionStart('k', 'a');
+    await sleep(600);
+    const r1 = await m.onExecutionEnd('k', 'a');
+    process.kill(-first.pid!, 'SIGKILL');
+    const second = burn();
+    expect(() => m.retrackKernel('k', { pid: second.pid!, deviceIndex: 0 })).toThrow(/another device/);
+    m.retrackKernel('k', { pid: second.pid! });
+    await sleep(300);
+    m.onExecutionStart('k', 'b');
+    await sleep(800);
+    const r2 = await m.onExecutionEnd('k', 'b');
+    expect(r2.message.seq).toBe('2');
+    expect(r2.message.fromMs).toBe(r1.message.toMs);
+    expect(Number(r2.message.energyMj)).toBeGreaterThan(0); // the new process's CPU time is metered
+    checkReceipts([r1, r2, await m.detachKernel('k')]);
+  });
+
   it('validates its inputs and is safe to dispose twice', async () => {
     await expect(createMeter({ signer: wallet, pricePerKwh: -1n, chainId: CHAIN })).rejects.toThrow(MeterError);
     await expect(createMeter({ signer: wallet, pricePerKwh: 1n, chainId: CHAIN, sampleIntervalMs: 1 })).rejects.toThrow(/sampleIntervalMs/);

@@ -78,6 +78,12 @@ export interface MeterStats {
 export interface Meter {
   describeHardware(): HardwareReport;
   attachKernel(kernelId: string, opts: AttachOptions): void;
+  /**
+   * The kernel's process was replaced (a restart under the same kernel id): meter the new
+   * pid from now on, with no closing receipt; the receipt chain simply goes on. The device
+   * must stay the same (detach and attach to move a kernel). Throws MeterError.
+   */
+  retrackKernel(kernelId: string, opts: AttachOptions): void;
   onExecutionStart(kernelId: string, msgId: string, tMs?: number): void;
   onExecutionEnd(kernelId: string, msgId: string, tMs?: number): Promise<SignedReceipt>;
   /** onExecutionEnd without the promise, for a reply path that must not yield. Throws MeterError. */
@@ -234,6 +240,18 @@ class MeterImpl implements Meter {
     const past = this.#closedBooks.get(kernelId);
     this.#closedBooks.delete(kernelId);
     this.#books.set(kernelId, { device, seq: past?.seq ?? 0n, cumulativeMj: past?.cumulativeMj ?? 0n, open: null, closing: null });
+    this.#send({ type: 'track', kernelId, pid: opts.pid, gpu: opts.deviceIndex ?? null });
+  }
+
+  retrackKernel(kernelId: string, opts: AttachOptions): void {
+    this.#live();
+    const b = this.#book(kernelId);
+    if (b.closing) throw new MeterError(`kernel ${kernelId} is being detached`);
+    if (!Number.isInteger(opts.pid) || opts.pid <= 0) throw new MeterError('pid must be a positive integer');
+    const device = opts.deviceIndex === undefined ? this.#cpuDevice : this.#gpuDevices[opts.deviceIndex];
+    if (device !== b.device) throw new MeterError('retrackKernel cannot move a kernel to another device; detach and attach it');
+    // The new process's CPU time starts below the old one's: the normalizer counts a drop as
+    // zero for one reading and then follows the new process.
     this.#send({ type: 'track', kernelId, pid: opts.pid, gpu: opts.deviceIndex ?? null });
   }
 
