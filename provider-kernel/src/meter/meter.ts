@@ -95,6 +95,9 @@ export interface Meter {
   dispose(): Promise<void>;
 }
 
+/** How long createMeter waits for the sampler to report the hardware. */
+const START_TIMEOUT_MS = 30_000;
+
 /** Detached kernels whose chain a re-attach can continue. */
 const MAX_CLOSED_BOOKS = 10_000;
 
@@ -134,21 +137,25 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
   };
   const worker = new Worker(new URL('./sampler-worker.mjs', import.meta.url), { workerData: config });
   worker.unref(); // metering never keeps a provider process alive on its own
-  // The meter's listeners go on before the first message so that no tick is lost; ticks
-  // that arrive before the hello are dropped by the meter itself.
+  // The one message listener goes on before the first message: ticks that arrive between
+  // the hello and the meter's construction are kept and replayed, none is lost.
   let impl: MeterImpl | null = null;
   const early: WorkerToMain[] = [];
   const hello = await new Promise<HelloMessage>((resolve, reject) => {
     const fail = (e: unknown): void => {
+      clearTimeout(timer);
       void worker.terminate();
       reject(new MeterError('the sampler worker failed to start', { cause: e }));
     };
+    // Loading NVML can hang on a wedged driver: never let that hang the provider's start.
+    const timer = setTimeout(() => fail(new Error(`no hello within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
     const onExit = (code: number): void => fail(new Error(`exit code ${code}`));
     worker.once('error', fail);
     worker.once('exit', onExit);
     worker.on('message', (m: WorkerToMain) => {
       if (impl) impl.onMessage(m);
       else if (m.type === 'hello') {
+        clearTimeout(timer);
         worker.off('error', fail);
         worker.off('exit', onExit);
         resolve(m);
