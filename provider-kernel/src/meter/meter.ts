@@ -265,7 +265,8 @@ class MeterImpl implements Meter {
   onExecutionStart(kernelId: string, msgId: string, tMs: number = Date.now()): void {
     const b = this.#book(kernelId);
     const t = Math.round(tMs);
-    b.device.windows.start(kernelId, msgId, t);
+    // With the sampler gone no interval will ever consume events: do not pile them up.
+    if (this.#healthy) b.device.windows.start(kernelId, msgId, t);
     b.open = { msgId, startMs: t };
   }
 
@@ -280,7 +281,7 @@ class MeterImpl implements Meter {
   executionEndSync(kernelId: string, msgId: string, tMs: number = Date.now()): SignedReceipt {
     const b = this.#book(kernelId);
     const t = Math.round(tMs);
-    b.device.windows.end(kernelId, msgId, t);
+    if (this.#healthy) b.device.windows.end(kernelId, msgId, t);
     // An end without its start (the provider missed a status message) gets an empty window.
     const startMs = b.open?.msgId === msgId ? Math.min(b.open.startMs, t) : t;
     b.open = null;
