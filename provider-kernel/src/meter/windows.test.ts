@@ -237,6 +237,20 @@ describe('DeviceWindows, windows and tails', () => {
     expect(w.unattributedMj).toBe(1300);
   });
 
+  it('a kernel forgotten before its detach was metered leaves nothing behind for a re-attach', () => {
+    const w = new DeviceWindows({ policy: 'gpu', capMw: CAP_MW });
+    w.attach('k', 0);
+    w.push({ t0: 0, t1: 100, energyMj: 100, method: 'nvml-counter', capped: false, busy: false });
+    w.detach('k', 150); // no sample past 150 arrives in time
+    w.take('k', null);
+    w.forget('k');
+    w.attach('k', 160);
+    w.push({ t0: 100, t1: 200, energyMj: 1000, method: 'nvml-counter', capped: false, busy: false });
+    w.push({ t0: 200, t1: 300, energyMj: 1000, method: 'nvml-counter', capped: false, busy: false });
+    expect(w.isClosed('k')).toBe(false);
+    expect(w.take('k', null)).toMatchObject({ fromMs: 160, toMs: 300, idleMj: 400 + 1000 });
+  });
+
   it('rejects events for unknown kernels and double attach', () => {
     const w = new DeviceWindows({ policy: 'gpu', capMw: 1 });
     expect(() => w.start('x', 'm', 0)).toThrow(/not attached/);

@@ -141,10 +141,14 @@ export class DeviceWindows {
     this.#queue('detach', kernelId, '', tMs);
   }
 
-  /** Forgets a detached kernel once its closing lines were taken. */
+  /**
+   * Forgets a kernel once its closing lines were taken, with any of its events not yet
+   * metered (a detach that timed out): a later attach under the same id starts clean.
+   */
   forget(kernelId: string): void {
     this.#kernels.delete(kernelId);
     this.#carry.delete(kernelId);
+    for (let i = this.#events.length - 1; i >= 0; i--) if (this.#events[i]!.kernelId === kernelId) this.#events.splice(i, 1);
   }
 
   /**
