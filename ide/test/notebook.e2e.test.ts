@@ -254,7 +254,7 @@ describe('notebook on the Kinesis stack', () => {
     await page.close();
   }, 120_000);
 
-  it('completes from the kernel, finds and replaces, drags to reorder and renames', async () => {
+  it('completes and shows hover help from the kernel, finds and replaces, drags to reorder and renames', async () => {
     const { page } = await newNotebook2();
     const c0 = await addAndRun(page, 'import os');
     await cellAt(page, c0).locator('.prompt').filter({ hasText: '[1]' }).waitFor();
@@ -264,7 +264,16 @@ describe('notebook on the Kinesis stack', () => {
     const row = page.locator('.suggest-widget .monaco-list-row').filter({ hasText: 'path' }).first();
     await row.waitFor({ timeout: 15_000 });
     await page.keyboard.press('Escape');
+    // hover help comes from inspect_request: point at the end of the "os" token
+    await cellAt(page, c0).locator('.view-lines').click();
+    const token = await cellAt(page, c0).locator('.view-line span span').filter({ hasText: /os$/ }).first().boundingBox();
+    if (!token) throw new Error('no rendered token');
+    await page.mouse.move(token.x + token.width - 6, token.y + token.height / 2);
+    await page.mouse.move(token.x + token.width - 4, token.y + token.height / 2 + 1);
+    await page.locator('.monaco-hover').filter({ hasText: 'module' }).first().waitFor({ timeout: 15_000 });
+    await page.mouse.move(5, 880);
     await page.keyboard.press('Escape');
+    await page.locator('.cell').last().click({ position: { x: 30, y: 8 } });
     // markdown cells to search
     await page.keyboard.press('b');
     await page.keyboard.press('m');

@@ -171,7 +171,10 @@ export class KernelController {
     const k = this.kernel;
     const cell = this.model.cell(cellId);
     if (!cell || cell.get('cell_type') !== 'code') return 'ok';
-    if (!k) return 'no-kernel';
+    if (!k) {
+      this.#setError('no kernel is running: choose one with the kernel button to run cells');
+      return 'no-kernel';
+    }
     const code = String(cell.get('source'));
     const [, setExec] = this.#execPair(cellId);
     this.#pending.delete(cellId);
