@@ -337,7 +337,7 @@ describe('notebook on the Kinesis stack', () => {
     await page.close();
   }, 120_000);
 
-  it('autosaves, changes kernel, and manages files from the browser', async () => {
+  it('autosaves, never overwrites a file changed on disk unasked, changes kernel, manages files', async () => {
     const { page } = await newNotebook2();
     const nbPath = decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
     // autosave after an edit, without Ctrl+S
@@ -346,6 +346,19 @@ describe('notebook on the Kinesis stack', () => {
     await page.keyboard.insertText('autosaved = 1');
     await page.keyboard.press('Escape');
     await expect.poll(() => readFile(path.join(kinesis.root, nbPath), 'utf8').then((t) => JSON.parse(t).cells[0]?.source.join('')), { timeout: 10_000 }).toBe('autosaved = 1');
+    // someone else changes the file: autosave does not overwrite it, Ctrl+S asks first
+    await new Promise((r) => setTimeout(r, 1100));
+    const theirs = JSON.parse(await readFile(path.join(kinesis.root, nbPath), 'utf8'));
+    theirs.metadata.changed_elsewhere = true;
+    await writeFile(path.join(kinesis.root, nbPath), JSON.stringify(theirs));
+    await page.locator('.cell').first().click({ position: { x: 30, y: 8 } });
+    await page.keyboard.press('b');
+    await page.waitForSelector('.save-state[data-state^="not saved"]', { timeout: 10_000 });
+    expect(JSON.parse(await readFile(path.join(kinesis.root, nbPath), 'utf8')).metadata.changed_elsewhere).toBe(true);
+    page.once('dialog', (d) => void d.accept());
+    await page.keyboard.press('Control+s');
+    await page.waitForSelector('.save-state[data-state="saved"]');
+    expect(JSON.parse(await readFile(path.join(kinesis.root, nbPath), 'utf8')).cells).toHaveLength(2);
     // change kernel through the picker: the session moves to the other kernelspec
     const sessionKernel = async (): Promise<{ id: string; name: string } | undefined> => {
       const sessions = (await (await fetch(`${kinesis.url}/api/sessions`, { headers: { Authorization: `token ${TOKEN}` } })).json()) as { path: string; kernel: { id: string; name: string } }[];

@@ -24,6 +24,7 @@ const AUTOSAVE_MS = 1500;
 interface Loaded {
   readonly nb: Notebook;
   readonly warning: string | undefined;
+  readonly lastModified: string;
 }
 
 async function loadNotebook(services: Services, path: string): Promise<Loaded> {
@@ -34,7 +35,7 @@ async function loadNotebook(services: Services, path: string): Promise<Loaded> {
     if (e instanceof NotebookFormatError) throw new Error(`${path} is not a valid notebook: ${e.message}`);
     throw e;
   }
-  return { nb: upgradeNotebook(m.content as Notebook), warning: (m as { message?: string }).message };
+  return { nb: upgradeNotebook(m.content as Notebook), warning: (m as { message?: string }).message, lastModified: m.last_modified };
 }
 
 export function NotebookPage(props: { services: Services; path: string }): JSX.Element {
@@ -42,13 +43,13 @@ export function NotebookPage(props: { services: Services; path: string }): JSX.E
   return (
     <Show when={!loaded.error} fallback={<div class="page-error"><p class="error" role="alert">Could not open {props.path}: {errorMessage(loaded.error)}</p><a href="/tree" onClick={(e) => { e.preventDefault(); navigate({ kind: 'tree', path: '' }); }}>Back to files</a></div>}>
       <Show when={loaded()} fallback={<p class="loading">Opening {props.path}…</p>}>
-        {(l) => <OpenNotebook services={props.services} path={props.path} nb={l().nb} warning={l().warning} />}
+        {(l) => <OpenNotebook services={props.services} path={props.path} nb={l().nb} warning={l().warning} lastModified={l().lastModified} />}
       </Show>
     </Show>
   );
 }
 
-function OpenNotebook(props: { services: Services; path: string; nb: Notebook; warning: string | undefined }): JSX.Element {
+function OpenNotebook(props: { services: Services; path: string; nb: Notebook; warning: string | undefined; lastModified: string }): JSX.Element {
   const [path, setPath] = createSignal(props.path);
   const model = new NotebookModel(props.nb);
   const kernel = new KernelController(props.services, model, path);
@@ -69,7 +70,14 @@ function OpenNotebook(props: { services: Services; path: string; nb: Notebook; w
   let timer: ReturnType<typeof setTimeout> | undefined;
   let saving: Promise<void> | undefined;
   let again = false;
-  const save = async (checkpoint = false): Promise<void> => {
+  // As Jupyter does: a file changed on disk since we loaded or saved it is not
+  // overwritten by autosave; an explicit save asks first.
+  let lastModified = Date.parse(props.lastModified);
+  const changedOnDisk = async (): Promise<boolean> => {
+    const m = await props.services.contents.get(path(), { content: false });
+    return Date.parse(m.last_modified) > lastModified + 500;
+  };
+  const save = async (checkpoint = false, explicit = checkpoint): Promise<void> => {
     if (timer) clearTimeout(timer);
     timer = undefined;
     if (saving) {
@@ -79,7 +87,12 @@ function OpenNotebook(props: { services: Services; path: string; nb: Notebook; w
     setSaveState('saving');
     const p = (async () => {
       try {
-        await props.services.contents.save(path(), { type: 'notebook', format: 'json', content: model.toNotebook() as never });
+        if ((await changedOnDisk()) && !(explicit && window.confirm(`${path()} changed on disk since it was opened. Overwrite it?`))) {
+          setSaveState('not saved: the file changed on disk (save to overwrite, or reload)');
+          return;
+        }
+        const m = await props.services.contents.save(path(), { type: 'notebook', format: 'json', content: model.toNotebook() as never });
+        lastModified = Date.parse(m.last_modified);
         if (checkpoint) await props.services.contents.createCheckpoint(path());
         setSaveState('saved');
       } catch (e) {
