@@ -187,15 +187,52 @@ describe('ledger: tampered receipts are rejected and recorded', () => {
     expect(ledger.verifyAndRecord(provider.address, other.next(r), ctx('k-p'))).toMatchObject({ ok: false, reason: 'price-mismatch' });
   });
 
-  it('sequence: skipped, replayed with other content, or restarted', () => {
+  it('sequence: replayed with other content, or restarted from 1', () => {
     const { chain, r } = setup(15);
-    const skip = new Chain('k-t');
-    skip.seq = 2n;
-    skip.cum = chain.cum;
-    skip.toMs = chain.toMs;
-    expect(ledger.verifyAndRecord(provider.address, skip.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'sequence' });
     const again = new Chain('k-t');
     expect(ledger.verifyAndRecord(provider.address, again.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'sequence' });
+    const first = new Chain('k-new');
+    first.seq = 1n; // the first receipt the gateway sees for a kernel must be seq 1
+    expect(ledger.verifyAndRecord(provider.address, first.next(r), ctx('k-new'))).toMatchObject({ ok: false, reason: 'sequence' });
+    expect(chain.seq).toBe(1n);
+  });
+
+  it('lost receipts: a skipped seq is accepted when the missing energy fits the cap over the uncovered time', () => {
+    const { chain, r } = setup(21);
+    // Receipt 2 is lost on the way: 3 s uncovered at a 300 W cap leaves room for 900 J.
+    const lost = chain.next(r);
+    chain.commit(lost);
+    const three = chain.next(r);
+    const res = ledger.verifyAndRecord(provider.address, three, ctx('k-t'));
+    expect(res).toMatchObject({ ok: true, duplicate: false });
+    const gap = Number(lost.message.energyMj) + Number(lost.message.idleEnergyMj) + Number(lost.message.carriedMj);
+    expect(res.ok && res.record.gapMj).toBe(gap);
+    chain.commit(three);
+    const totals = ledger.query({ kernelId: 'k-t' }).totals;
+    expect(BigInt(totals.totalEnergyMj)).toBe(chain.cum); // nothing lost from the money
+    expect(totals.amount).toBe(three.message.cumulativeAmount);
+    // A skip whose missing energy could not have been drawn in the uncovered time is refused.
+    const greedy = new Chain('k-t');
+    greedy.seq = chain.seq + 1n;
+    greedy.toMs = chain.toMs + 10; // 10 ms uncovered: room for 3 J
+    greedy.cum = chain.cum + 50_000n; // claims 50 J in it
+    expect(ledger.verifyAndRecord(provider.address, greedy.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'over-cap' });
+  });
+
+  it('a resend of an older accepted receipt is acknowledged as a duplicate', () => {
+    const { chain, r } = setup(22);
+    const first = ledger.query({ kernelId: 'k-t' }).records[0]!;
+    const s2 = chain.next(r);
+    expect(ledger.verifyAndRecord(provider.address, s2, ctx('k-t')).ok).toBe(true);
+    chain.commit(s2);
+    // Another message under a stored receipt's seq and signature is not that receipt.
+    const forged = ledger.verifyAndRecord(provider.address, { message: { ...s2.message, seq: '1' }, signature: first.signature }, ctx('k-t'));
+    expect(forged).toMatchObject({ ok: false, reason: 'bad-signature' });
+    const s3 = chain.next(r);
+    expect(ledger.verifyAndRecord(provider.address, s3, ctx('k-t')).ok).toBe(true);
+    // The real receipt 2, resent after 3: acknowledged, not stored again, not judged stale.
+    expect(ledger.verifyAndRecord(provider.address, s2, ctx('k-t'))).toMatchObject({ ok: true, duplicate: true, record: { seq: 2 } });
+    expect(ledger.query({ kernelId: 'k-t' }).totals.count).toBe(3);
   });
 
   it('cumulative energy inconsistent with the previous receipt (signed by the provider)', () => {

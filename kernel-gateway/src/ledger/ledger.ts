@@ -32,6 +32,8 @@ export interface UsageRecord {
   readonly idleEnergyMj: number;
   readonly carriedMj: number;
   readonly uncertaintyMj: number;
+  /** Energy of lost receipts before this one (its seq skipped them), from the cumulative figures. */
+  readonly gapMj: number;
   readonly method: string;
   readonly quality: string;
   readonly split: string;
@@ -77,6 +79,9 @@ export interface UsageTotals {
   readonly energyMj: number;
   readonly idleEnergyMj: number;
   readonly carriedMj: number;
+  /** Energy of receipts that never arrived, carried by later receipts' cumulative figures. */
+  readonly gapMj: number;
+  /** energyMj + idleEnergyMj + carriedMj + gapMj: what the amount pays for. */
   readonly totalEnergyMj: number;
   /** Sum of the records' amounts (token base units, decimal string). */
   readonly amount: string;
@@ -96,6 +101,7 @@ CREATE TABLE IF NOT EXISTS receipts (
   seq INTEGER NOT NULL, msg_id TEXT NOT NULL,
   from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
   energy_mj INTEGER NOT NULL, idle_mj INTEGER NOT NULL, carried_mj INTEGER NOT NULL, uncertainty_mj INTEGER NOT NULL,
+  gap_mj INTEGER NOT NULL DEFAULT 0,
   method TEXT NOT NULL, quality TEXT NOT NULL, split TEXT NOT NULL, device TEXT NOT NULL,
   power_cap_mw INTEGER NOT NULL, price_per_kwh TEXT NOT NULL,
   cumulative_energy_mj INTEGER NOT NULL, cumulative_amount TEXT NOT NULL, amount TEXT NOT NULL,
@@ -116,7 +122,7 @@ CREATE INDEX IF NOT EXISTS rejected_kernel ON rejected_receipts (kernel_id, rece
 interface ReceiptRow {
   kernel_id: string; session_id: string | null; provider: string; seq: number; msg_id: string;
   from_ms: number; to_ms: number; start_ms: number; end_ms: number;
-  energy_mj: number; idle_mj: number; carried_mj: number; uncertainty_mj: number;
+  energy_mj: number; idle_mj: number; carried_mj: number; uncertainty_mj: number; gap_mj: number;
   method: string; quality: string; split: string; device: string; power_cap_mw: number; price_per_kwh: string;
   cumulative_energy_mj: number; cumulative_amount: string; amount: string; received_ms: number; signature: string;
 }
@@ -134,6 +140,9 @@ export class Ledger {
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = NORMAL'); // WAL + NORMAL: durable across a process crash
       this.#db.exec(SCHEMA);
+      // Ledgers written before gap_mj existed.
+      const cols = this.#db.prepare('PRAGMA table_info(receipts)').all() as Array<{ name: string }>;
+      if (!cols.some((c) => c.name === 'gap_mj')) this.#db.exec('ALTER TABLE receipts ADD COLUMN gap_mj INTEGER NOT NULL DEFAULT 0');
     } catch (cause) {
       throw new LedgerError('cannot open the usage ledger', { details: opts.dataDir, cause });
     }
@@ -161,7 +170,10 @@ export class Ledger {
             signature: prevRow.signature,
           }
         : null;
-      const v = verifyReceiptAgainst(providerAddress, signed, { ...ctx, receivedAtMs: now }, prev, this.#chainId);
+      const bySeq = this.#db.prepare('SELECT signature FROM receipts WHERE kernel_id = ? AND seq = ?').pluck();
+      const v = verifyReceiptAgainst(providerAddress, signed, { ...ctx, receivedAtMs: now }, prev, this.#chainId, (q) =>
+        q <= BigInt(Number.MAX_SAFE_INTEGER) ? (bySeq.get(ctx.kernelId, Number(q)) as string | undefined) : undefined,
+      );
       if (!v.ok) {
         this.#recordRejected(providerAddress, signed, ctx, v.reason, v.detail, now, v.receipt);
         return { ok: false, reason: v.reason, detail: v.detail };
@@ -175,7 +187,7 @@ export class Ledger {
       const row: ReceiptRow = {
         kernel_id: m.kernelId, session_id: ctx.sessionId ?? null, provider: m.provider, seq: Number(m.seq), msg_id: m.msgId,
         from_ms: Number(m.fromMs), to_ms: Number(m.toMs), start_ms: Number(m.startMs), end_ms: Number(m.endMs),
-        energy_mj: Number(m.energyMj), idle_mj: Number(m.idleEnergyMj), carried_mj: Number(m.carriedMj), uncertainty_mj: Number(m.uncertaintyMj),
+        energy_mj: Number(m.energyMj), idle_mj: Number(m.idleEnergyMj), carried_mj: Number(m.carriedMj), uncertainty_mj: Number(m.uncertaintyMj), gap_mj: Number(v.gapMj ?? 0n),
         method: m.method, quality: m.quality, split: m.split, device: m.device, power_cap_mw: Number(m.powerCapMw), price_per_kwh: m.pricePerKwh,
         cumulative_energy_mj: Number(m.cumulativeEnergyMj), cumulative_amount: m.cumulativeAmount, amount: amount.toString(),
         received_ms: now, signature: v.receipt.signature,
@@ -183,9 +195,9 @@ export class Ledger {
       this.#db
         .prepare(
           `INSERT INTO receipts (kernel_id, session_id, provider, seq, msg_id, from_ms, to_ms, start_ms, end_ms, energy_mj, idle_mj, carried_mj,
-            uncertainty_mj, method, quality, split, device, power_cap_mw, price_per_kwh, cumulative_energy_mj, cumulative_amount, amount, received_ms, signature)
+            uncertainty_mj, gap_mj, method, quality, split, device, power_cap_mw, price_per_kwh, cumulative_energy_mj, cumulative_amount, amount, received_ms, signature)
            VALUES (@kernel_id, @session_id, @provider, @seq, @msg_id, @from_ms, @to_ms, @start_ms, @end_ms, @energy_mj, @idle_mj, @carried_mj,
-            @uncertainty_mj, @method, @quality, @split, @device, @power_cap_mw, @price_per_kwh, @cumulative_energy_mj, @cumulative_amount, @amount, @received_ms, @signature)`,
+            @uncertainty_mj, @gap_mj, @method, @quality, @split, @device, @power_cap_mw, @price_per_kwh, @cumulative_energy_mj, @cumulative_amount, @amount, @received_ms, @signature)`,
         )
         .run(row);
       return { ok: true, duplicate: false, record: toRecord(row) };
@@ -208,12 +220,12 @@ export class Ledger {
     this.#open();
     const { where, params } = whereClause(filter);
     const agg = this.#db
-      .prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(energy_mj), 0) AS e, COALESCE(SUM(idle_mj), 0) AS i, COALESCE(SUM(carried_mj), 0) AS c FROM receipts ${where}`)
-      .get(...params) as { n: number; e: number; i: number; c: number };
+      .prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(energy_mj), 0) AS e, COALESCE(SUM(idle_mj), 0) AS i, COALESCE(SUM(carried_mj), 0) AS c, COALESCE(SUM(gap_mj), 0) AS g FROM receipts ${where}`)
+      .get(...params) as { n: number; e: number; i: number; c: number; g: number };
     // Amounts are uint256 decimal strings: summed exactly in BigInt, not by SQLite.
     let amount = 0n;
     for (const r of this.#db.prepare(`SELECT amount FROM receipts ${where}`).pluck().iterate(...params) as Iterable<string>) amount += BigInt(r);
-    return { count: agg.n, energyMj: agg.e, idleEnergyMj: agg.i, carriedMj: agg.c, totalEnergyMj: agg.e + agg.i + agg.c, amount: amount.toString() };
+    return { count: agg.n, energyMj: agg.e, idleEnergyMj: agg.i, carriedMj: agg.c, gapMj: agg.g, totalEnergyMj: agg.e + agg.i + agg.c + agg.g, amount: amount.toString() };
   }
 
   rejected(filter: Pick<UsageFilter, 'kernelId' | 'provider' | 'sessionId' | 'limit'> = {}): RejectedRecord[] {
@@ -283,7 +295,7 @@ function toRecord(r: ReceiptRow): UsageRecord {
   return {
     kernelId: r.kernel_id, sessionId: r.session_id, provider: r.provider, seq: r.seq, msgId: r.msg_id,
     fromMs: r.from_ms, toMs: r.to_ms, startMs: r.start_ms, endMs: r.end_ms,
-    energyMj: r.energy_mj, idleEnergyMj: r.idle_mj, carriedMj: r.carried_mj, uncertaintyMj: r.uncertainty_mj,
+    energyMj: r.energy_mj, idleEnergyMj: r.idle_mj, carriedMj: r.carried_mj, uncertaintyMj: r.uncertainty_mj, gapMj: r.gap_mj,
     method: r.method, quality: r.quality, split: r.split, device: r.device, powerCapMw: r.power_cap_mw, pricePerKwh: r.price_per_kwh,
     cumulativeEnergyMj: r.cumulative_energy_mj, cumulativeAmount: r.cumulative_amount, amount: r.amount, receivedMs: r.received_ms, signature: r.signature,
   };

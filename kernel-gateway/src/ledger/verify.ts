@@ -3,6 +3,7 @@
 // a verdict goes out; ledger.ts does the storage.
 import { getAddress } from 'ethers';
 import {
+  CAP_SLACK_MJ,
   amountForEnergy,
   receiptCapMj,
   receiptTotalMj,
@@ -55,7 +56,13 @@ export interface PreviousReceipt {
 }
 
 export type Verdict =
-  | { readonly ok: true; readonly receipt: SignedReceipt; readonly duplicate: boolean }
+  | {
+      readonly ok: true;
+      readonly receipt: SignedReceipt;
+      readonly duplicate: boolean;
+      /** Energy of receipts that never arrived, carried by this one's cumulative figure (mJ). */
+      readonly gapMj?: bigint;
+    }
   | { readonly ok: false; readonly reason: RejectReason; readonly detail: string; readonly receipt: SignedReceipt | null };
 
 /** A provider's clock may run a little ahead of the gateway's. */
@@ -69,6 +76,8 @@ export function verifyReceiptAgainst(
   ctx: ReceiptContext,
   prev: PreviousReceipt | null,
   chainId: bigint,
+  /** The signature of the kernel's accepted receipt with this seq, if any (replay detection). */
+  storedSignature: (seq: bigint) => string | undefined = (q) => (prev && q === prev.seq ? prev.signature : undefined),
 ): Verdict {
   let receipt: SignedReceipt;
   try {
@@ -101,11 +110,14 @@ export function verifyReceiptAgainst(
   }
 
   const seq = BigInt(m.seq);
-  if (prev && seq === prev.seq && receipt.signature.toLowerCase() === prev.signature.toLowerCase()) {
-    return { ok: true, receipt, duplicate: true }; // a replay after a reconnect: already recorded
-  }
+  // A resend after a reconnect. The signature was just verified over this very message, from
+  // the provider's key, and equals the stored one: it is the stored receipt, field for field.
+  const stored = prev && seq <= prev.seq ? storedSignature(seq) : undefined;
+  if (stored !== undefined && stored.toLowerCase() === receipt.signature.toLowerCase()) return { ok: true, receipt, duplicate: true };
   const expectedSeq = prev ? prev.seq + 1n : 1n;
-  if (seq !== expectedSeq) return reject('sequence', `seq ${seq}, expected ${expectedSeq}`);
+  // Lower: a replay or a stale copy. Higher: receipts were lost on the way (a dropped reply,
+  // a rejected receipt); allowed after the first one, see the gap check below.
+  if (seq < expectedSeq || (seq > expectedSeq && !prev)) return reject('sequence', `seq ${seq}, expected ${expectedSeq}`);
   // Spans may leave gaps (unbilled time, e.g. a kernel re-attached after a restart) but never overlap.
   if (prev && BigInt(m.fromMs) < prev.toMs) return reject('overlap', `fromMs ${m.fromMs} is before the previous toMs ${prev.toMs}`);
   const now = BigInt(Math.floor(ctx.receivedAtMs ?? Date.now()));
@@ -115,19 +127,31 @@ export function verifyReceiptAgainst(
   if (price !== ctx.expectedPricePerKwh) return reject('price-mismatch', `price ${price}, advertised ${ctx.expectedPricePerKwh}`);
   if (prev && price !== prev.pricePerKwh) return reject('price-mismatch', 'price changed within a kernel');
 
-  const lines = receiptTotalMj(m);
-  const expectedCum = (prev?.cumulativeEnergyMj ?? 0n) + lines;
-  if (BigInt(m.cumulativeEnergyMj) !== expectedCum) {
-    return reject('cumulative-mismatch', `cumulativeEnergyMj ${m.cumulativeEnergyMj}, previous + lines = ${expectedCum}`);
-  }
-  if (BigInt(m.cumulativeAmount) !== amountForEnergy(expectedCum, price)) return reject('amount-mismatch', 'cumulativeAmount is not the exact conversion');
-
   if (ctx.maxPowerCapMw !== undefined && BigInt(m.powerCapMw) > BigInt(ctx.maxPowerCapMw)) {
     return reject('cap-too-high', `powerCapMw ${m.powerCapMw} over the advertised ${ctx.maxPowerCapMw}`);
   }
+
+  const lines = receiptTotalMj(m);
+  const cum = BigInt(m.cumulativeEnergyMj);
+  const expectedCum = (prev?.cumulativeEnergyMj ?? 0n) + lines;
+  let gapMj = 0n;
+  if (seq === expectedSeq) {
+    if (cum !== expectedCum) return reject('cumulative-mismatch', `cumulativeEnergyMj ${cum}, previous + lines = ${expectedCum}`);
+  } else {
+    // Missing receipts: their energy is in this cumulative figure and nowhere else. It is
+    // accepted only if it fits the power cap over the time no accepted receipt covers, so
+    // a provider cannot skip a number to bill energy it could not have measured.
+    gapMj = cum - expectedCum;
+    const uncovered = BigInt(m.fromMs) - prev!.toMs;
+    const room = (BigInt(m.powerCapMw) * uncovered) / 1000n + CAP_SLACK_MJ * (seq - expectedSeq + 1n);
+    if (gapMj < 0n) return reject('cumulative-mismatch', `cumulativeEnergyMj ${cum} is below previous + lines = ${expectedCum}`);
+    if (gapMj > room) return reject('over-cap', `${gapMj} mJ of missing receipts over ${uncovered} ms exceeds ${m.powerCapMw} mW`);
+  }
+  if (BigInt(m.cumulativeAmount) !== amountForEnergy(cum, price)) return reject('amount-mismatch', 'cumulativeAmount is not the exact conversion');
+
   if (lines > receiptCapMj(m)) return reject('over-cap', `${lines} mJ over ${BigInt(m.toMs) - BigInt(m.fromMs)} ms exceeds ${m.powerCapMw} mW`);
   if (ctx.gpuMethodsAllowed === false && isGpuMethod(m)) return reject('method-mismatch', `method ${m.method} from a provider without a GPU`);
-  return { ok: true, receipt, duplicate: false };
+  return { ok: true, receipt, duplicate: false, gapMj };
 }
 
 function isGpuMethod(m: UsageReceipt): boolean {
