@@ -75,6 +75,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const providers = new ProviderRegistry({
     gatewayId,
     initialCredit: tuning.initialCredit,
+    creditBatchBytes: tuning.creditBatchBytes,
     maxFrameBytes: tuning.maxTunnelFrameBytes,
     requestTimeoutMs: tuning.requestTimeoutMs,
     handshakeTimeoutMs: tuning.handshakeTimeoutMs,

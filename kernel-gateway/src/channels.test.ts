@@ -171,11 +171,29 @@ describe('buffering and replay', () => {
   });
 
   it('returns credit for everything it handed on or buffered', async () => {
-    const { kernelId, peer } = await setup();
+    const { kernelId, peer } = await setup({ tuning: { creditBatchBytes: 1 } });
     const c = await connect(kernelId);
     for (let i = 0; i < 20; i++) await c.reply(c.request('shell', 'execute_request', { code: `print ${i}` }));
     await sleep(50);
     expect(peer.credit.get(kernelId)).toBeGreaterThan(20 * 4 * 200);
+  });
+
+  it('returns credit in batches, never holding back more than a batch', async () => {
+    const batch = 64 * 1024;
+    const { kernelId, peer } = await setup({ tuning: { creditBatchBytes: batch } });
+    const c = await connect(kernelId);
+    // Small round trips owe less than a batch: no CREDIT frame (and no system call) for them.
+    for (let i = 0; i < 5; i++) await c.reply(c.request('shell', 'execute_request', { code: `print ${i}` }));
+    await sleep(50);
+    expect(peer.credit.get(kernelId) ?? 0).toBe(0);
+    // Output past the batch is paid back at once, all but less than one batch of it.
+    const text = 'y'.repeat(10_000);
+    for (let i = 0; i < 30; i++) peer.stream(kernelId, text);
+    await c.waitFor((m) => m.header.msg_type === 'stream' && m.content['text'] === text && c.messages.filter((x) => x.content['text'] === text).length === 30);
+    await sleep(50);
+    const granted = peer.credit.get(kernelId) ?? 0;
+    expect(granted).toBeGreaterThanOrEqual(batch);
+    expect(granted).toBeGreaterThan(30 * 10_000 - batch);
   });
 });
 

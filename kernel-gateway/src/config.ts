@@ -5,6 +5,8 @@ import { DEFAULT_INITIAL_CREDIT, DEFAULT_MAX_TUNNEL_FRAME } from '@kinesis/proto
 export interface Tuning {
   /** Credit each kernel starts with on a tunnel (docs/protocols.md "Flow control"). */
   readonly initialCredit: number;
+  /** Bytes owed to a kernel before a CREDIT frame goes back (at most half of `initialCredit`). */
+  readonly creditBatchBytes: number;
   readonly maxTunnelFrameBytes: number;
   /** Largest client WebSocket message; above it the socket closes with 1009. */
   readonly maxClientFrameBytes: number;
@@ -31,6 +33,7 @@ export interface Tuning {
 
 export const DEFAULT_TUNING: Tuning = {
   initialCredit: DEFAULT_INITIAL_CREDIT,
+  creditBatchBytes: 1024 * 1024,
   maxTunnelFrameBytes: DEFAULT_MAX_TUNNEL_FRAME,
   maxClientFrameBytes: 64 * 1024 * 1024,
   maxBodyBytes: 16 * 1024 * 1024,

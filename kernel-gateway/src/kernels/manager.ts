@@ -169,6 +169,7 @@ export class KernelManager implements ProviderEvents {
     this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
     for (const l of this.#removedListeners) l(k.id);
     const link = k.link ?? this.providers.get(k.providerId);
+    link?.forgetCredit(k.id);
     if (link && !link.closed && !wasDead) {
       await link.request({ type: 'shutdown_kernel', kernelId: k.id }).catch((err: unknown) => {
         this.opts.logger.warn('provider did not confirm a kernel shutdown', { kernel: k.id, error: errorText(err) });

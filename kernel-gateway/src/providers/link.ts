@@ -42,6 +42,12 @@ export interface LinkOptions {
   readonly logger: Logger;
   /** The TCP socket under `ws`, corked per event-loop turn. */
   readonly socket?: Duplex;
+  /**
+   * CREDIT frames are sent once this many bytes are owed to a kernel (docs/protocols.md,
+   * "Flow control"). Must stay well under the initial credit (the registry caps it at half),
+   * so the provider never waits for the remainder we hold back.
+   */
+  readonly creditBatchBytes?: number;
 }
 
 type Pending = { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout };
@@ -61,7 +67,7 @@ export class ProviderLink {
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #credit = new Map<string, number>();
-  #creditScheduled = false;
+  readonly #creditBatch: number;
   #closed = false;
 
   constructor(
@@ -76,6 +82,7 @@ export class ProviderLink {
     this.hardwareClass = hardwareClass(hello.hardware);
     this.pricePerKwh = BigInt(hello.pricePerKwh);
     this.kernelspecs = hello.kernelspecs;
+    this.#creditBatch = Math.max(1, Math.floor(opts.creditBatchBytes ?? 1));
     ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
     ws.on('pong', () => {
       this.lastPongAt = Date.now();
@@ -115,25 +122,32 @@ export class ProviderLink {
     this.ws.send(payload, { binary: true, fin: true });
   }
 
-  /** Returns credit for bytes handed on; coalesced per kernel and sent once per event-loop turn. */
+  /**
+   * Returns credit for bytes handed on. Owed bytes are batched per kernel and go out once
+   * they reach `creditBatchBytes`: a CREDIT frame per kernel message would cost the provider
+   * a wake-up and both sides a system call per message, the largest cost of a small round
+   * trip. What is held back is less than the batch, so the provider keeps at least
+   * initialCredit − batch to spend and never stalls on it.
+   */
   grantCredit(kernelId: string, bytes: number): void {
     if (this.#closed || bytes <= 0) return;
-    this.#credit.set(kernelId, (this.#credit.get(kernelId) ?? 0) + bytes);
-    if (this.#creditScheduled) return;
-    this.#creditScheduled = true;
-    setImmediate(() => {
-      this.#creditScheduled = false;
-      if (this.#closed) return;
-      for (const [k, n] of this.#credit) {
-        let left = n;
-        while (left > 0) {
-          const chunk = Math.min(left, 0xffffffff);
-          this.ws.send(encodeCredit(k, chunk), { binary: true });
-          left -= chunk;
-        }
-      }
-      this.#credit.clear();
-    });
+    const owed = (this.#credit.get(kernelId) ?? 0) + bytes;
+    if (owed < this.#creditBatch) {
+      this.#credit.set(kernelId, owed);
+      return;
+    }
+    this.#credit.delete(kernelId);
+    corkForTick(this.opts.socket);
+    for (let left = owed; left > 0; ) {
+      const chunk = Math.min(left, 0xffffffff);
+      this.ws.send(encodeCredit(kernelId, chunk), { binary: true });
+      left -= chunk;
+    }
+  }
+
+  /** Forgets what is owed to a kernel that is gone. */
+  forgetCredit(kernelId: string): void {
+    this.#credit.delete(kernelId);
   }
 
   /** Called by the registry's liveness timer. Returns false when the link is overdue and was dropped. */

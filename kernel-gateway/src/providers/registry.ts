@@ -18,6 +18,8 @@ export interface ProviderEvents {
 export interface ProviderRegistryOptions {
   readonly gatewayId: string;
   readonly initialCredit: number;
+  /** Owed bytes per CREDIT frame (capped at half the initial credit). */
+  readonly creditBatchBytes?: number;
   readonly maxFrameBytes: number;
   readonly requestTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
@@ -76,7 +78,13 @@ export class ProviderRegistry {
           events.onDetach(l);
         },
       },
-      { maxFrameBytes: this.opts.maxFrameBytes, requestTimeoutMs: this.opts.requestTimeoutMs, logger: this.opts.logger, ...(socket ? { socket } : {}) },
+      {
+        maxFrameBytes: this.opts.maxFrameBytes,
+        creditBatchBytes: Math.min(this.opts.creditBatchBytes ?? 1, Math.floor(this.opts.initialCredit / 2)),
+        requestTimeoutMs: this.opts.requestTimeoutMs,
+        logger: this.opts.logger,
+        ...(socket ? { socket } : {}),
+      },
     );
     const old = this.#links.get(link.id.toLowerCase());
     this.#links.set(link.id.toLowerCase(), link);
