@@ -5,7 +5,7 @@
 // owned by the returned handle and stopped by its close().
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
@@ -34,13 +34,40 @@ function newestMtime(dir: string): number {
   return max;
 }
 
-/** Builds ide/dist with vite unless it is newer than every source file. */
+const sleepSync = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
+
+/**
+ * Builds ide/dist with vite unless it is newer than every source file. Test files run
+ * in parallel workers, so one builds (holding a lock directory) while others wait.
+ */
 export function ensureBuilt(): void {
   const index = path.join(DIST, 'index.html');
-  const srcTime = Math.max(newestMtime(path.join(REPO, 'ide/src')), statSync(path.join(REPO, 'ide/index.html')).mtimeMs, statSync(path.join(REPO, 'vite.config.ts')).mtimeMs);
-  if (existsSync(index) && statSync(index).mtimeMs > srcTime) return;
-  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], { cwd: REPO, stdio: 'pipe', encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`);
+  const fresh = (): boolean => {
+    const srcTime = Math.max(newestMtime(path.join(REPO, 'ide/src')), statSync(path.join(REPO, 'ide/index.html')).mtimeMs, statSync(path.join(REPO, 'vite.config.ts')).mtimeMs);
+    return existsSync(index) && statSync(index).mtimeMs > srcTime;
+  };
+  if (fresh()) return;
+  const lock = path.join(tmpdir(), `kinesis-ide-build-${Buffer.from(REPO).toString('hex').slice(-24)}.lock`);
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`waited 180 s for another IDE build (lock ${lock})`);
+      sleepSync(250);
+      if (!existsSync(lock) && fresh()) return;
+    }
+  }
+  try {
+    if (fresh()) return;
+    const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], { cwd: REPO, stdio: 'pipe', encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`);
+  } finally {
+    rmdirSync(lock);
+  }
 }
 
 export async function freePort(): Promise<number> {

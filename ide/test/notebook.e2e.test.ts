@@ -1,87 +1,44 @@
-// End-to-end: the built IDE in Debian's Chromium against the Kinesis stack (gateway
-// serving the IDE, contents API and kernels; a provider on this machine running real
-// ipykernel and signing energy receipts), and against a real Jupyter Server (the API
-// the gateway implements) for the hostile-output and token-leak checks, which need a
-// probe endpoint on the page's origin. Screenshots land in test-artifacts/ide/.
+// End-to-end: the built IDE in Debian's Chromium against the Kinesis stack (the
+// gateway serving the IDE, contents API and kernels; a provider on this machine
+// running real ipykernel and signing energy receipts). Screenshots land in
+// test-artifacts/ide/.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringifyNotebook } from '@kinesis/protocol/notebook/index';
 import { bigNotebook } from '../bench/notebook-bench.ts';
-import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter, startKinesis } from './harness.ts';
-import type { IdeServer, Proc } from './harness.ts';
+import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startKinesis } from './harness.ts';
+import type { Proc } from './harness.ts';
+import * as P from './pages.ts';
 
 const TOKEN = `tok-${Math.random().toString(36).slice(2)}-secret`;
 let kinesis: Proc;
-let jupyter: Proc;
-let ide: IdeServer;
 let browser: Browser;
-/** Where newNotebook() opens the IDE; each describe block points it at its stack. */
 let base = '';
 
-if (!hasJupyter()) throw new Error('these tests need Debian python3-jupyter-server and python3-ipykernel (apt-get install python3-jupyter-server python3-ipykernel python3-matplotlib)');
+if (!hasJupyter()) throw new Error('these tests need Debian python3-ipykernel, python3-jupyter-server and python3-matplotlib (apt-get install python3-ipykernel python3-jupyter-server python3-matplotlib)');
 
 beforeAll(async () => {
   ensureBuilt();
   await mkdir(ARTIFACTS, { recursive: true });
-  [kinesis, jupyter] = await Promise.all([startKinesis(TOKEN), startJupyter(TOKEN)]);
-  ide = await startIdeServer(jupyter.url);
+  kinesis = await startKinesis(TOKEN);
+  base = kinesis.url;
   browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
   await browser?.close();
-  await ide?.close();
-  await jupyter?.close();
   await kinesis?.close();
 });
 
-async function newPage(): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  return { page, errors };
-}
-
-/** Opens the file browser, creates a notebook and waits for its kernel. */
-async function newNotebook(page: Page): Promise<string> {
-  await page.goto(`${base}/?token=${TOKEN}`);
-  await page.click('button.new-notebook');
-  await page.waitForURL(/\/notebooks\//);
-  await waitIdle(page);
-  return decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
-}
-
-async function waitIdle(page: Page, timeout = 30_000): Promise<void> {
-  await page.waitForSelector('.kernel-status[data-status="idle"]', { timeout });
-}
-
-/**
- * Types `code` into the last cell (empty: a new notebook has one, and Shift+Enter on
- * the last cell adds the next) and runs it with Shift+Enter; returns its index.
- * insertText goes through Monaco's typing path, so auto-indent applies: test code
- * never dedents.
- */
-async function addAndRun(page: Page, code: string): Promise<number> {
-  const index = (await page.locator('.cell').count()) - 1;
-  // a click on the gutter selects the cell in command mode; Enter edits it
-  await page.locator('.cell').nth(index).click({ position: { x: 30, y: 8 } });
-  await page.keyboard.press('Enter');
-  await page.keyboard.insertText(code);
-  await page.keyboard.press('Shift+Enter');
-  return index;
-}
-
-const cellAt = (page: Page, i: number) => page.locator('.cell').nth(i);
+const newPage = (): Promise<{ page: Page; errors: string[] }> => P.newPage(browser);
+const openNewNotebook = (): Promise<{ page: Page; errors: string[] }> => P.newNotebook(browser, base, TOKEN);
+const { addAndRun, cellAt, waitIdle } = P;
 
 describe('notebook on the Kinesis stack', () => {
-  beforeAll(() => {
-    base = kinesis.url;
-  });
-
   it('creates a notebook, runs print, shows a matplotlib image, a traceback and an input() prompt', async () => {
-    const { page, errors } = await newNotebook2();
+    const { page, errors } = await openNewNotebook();
     // the token left the address bar at once
     expect(page.url()).not.toContain(TOKEN);
     const c0 = await addAndRun(page, 'print("hello from kinesis")');
@@ -139,7 +96,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('interrupts a time.sleep and restarts the kernel', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const c0 = await addAndRun(page, 'import time\ntime.sleep(60)');
     await page.waitForSelector('.kernel-status[data-status="busy"]');
     await page.click('button.interrupt');
@@ -160,7 +117,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('saves, reloads with outputs, downloads and re-uploads the .ipynb losslessly', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const c0 = await addAndRun(page, 'from IPython.display import display, HTML\ndisplay(HTML("<b>bold html</b>"))\nprint("saved output")');
     await cellAt(page, c0).locator('.out-html b').waitFor();
     await page.keyboard.press('Control+s');
@@ -206,7 +163,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('edits with the keyboard alone: A B M Y D D Z C V arrows Enter Esc', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const types = () => page.locator('.cell').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.type));
     await page.keyboard.press('Escape');
     expect(await types()).toEqual(['code']);
@@ -255,7 +212,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('completes and shows hover help from the kernel, finds and replaces, drags to reorder and renames', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const c0 = await addAndRun(page, 'import os');
     await cellAt(page, c0).locator('.prompt').filter({ hasText: '[1]' }).waitFor();
     // completions come from complete_request
@@ -313,7 +270,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('renders streams, displays and long outputs as Jupyter does', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const c0 = await addAndRun(page, [
       'from IPython.display import display, clear_output',
       'h = display("first", display_id=True)',
@@ -338,7 +295,7 @@ describe('notebook on the Kinesis stack', () => {
   }, 120_000);
 
   it('autosaves, never overwrites a file changed on disk unasked, changes kernel, manages files', async () => {
-    const { page } = await newNotebook2();
+    const { page } = await openNewNotebook();
     const nbPath = decodeURIComponent(new URL(page.url()).pathname.slice('/notebooks/'.length));
     // autosave after an edit, without Ctrl+S
     await page.locator('.cell').first().click({ position: { x: 30, y: 8 } });
@@ -425,68 +382,3 @@ describe('notebook on the Kinesis stack', () => {
     await page.close();
   }, 120_000);
 });
-
-describe('notebook on a Jupyter Server, with hostile outputs', () => {
-  beforeAll(() => {
-    base = ide.url;
-  });
-
-  it('runs no script from hostile outputs and never leaks the token', async () => {
-    const { page, errors } = await newNotebook2();
-    const violations: string[] = [];
-    page.on('console', (m) => {
-      if (/Content Security Policy/.test(m.text())) violations.push(m.text());
-    });
-    await page.evaluate(() => {
-      (window as unknown as { __pwned: unknown }).__pwned = undefined;
-    });
-    const hostile = [
-      'from IPython.display import display, HTML, SVG, Markdown, Javascript',
-      `display(HTML('<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><a id=jl href="javascript:window.__pwned=3">jl</a><iframe srcdoc="<script>parent.__pwned=4</script>"></iframe><style>body{display:none}</style><form action="https://evil.example"><input name=q></form><div style="position:fixed;inset:0;z-index:9999;background:red" id=overlay>overlay</div><img src="/probe/html">'))`,
-      `display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="window.__pwned=5"><script>window.__pwned=6</script><a href="javascript:window.__pwned=7"><text x="0" y="15">svg</text></a></svg>'))`,
-      `display(Markdown('[md](javascript:window.__pwned=9) <img src=x onerror="window.__pwned=10"> ![p](/probe/md)'))`,
-      `display(Javascript('window.__pwned=11'))`,
-      `display({'text/html': '<details open ontoggle="window.__pwned=12">t</details><math><mi xlink:href="javascript:window.__pwned=13">m</mi></math>', 'text/plain': 'x'}, raw=True)`,
-      'import os; print(sorted(k for k, v in os.environ.items()))',
-    ].join('\n');
-    const cell = cellAt(page, await addAndRun(page, hostile));
-    await cell.locator('.out-stream').waitFor({ timeout: 20_000 });
-    await page.waitForTimeout(500);
-    // click everything clickable in the outputs
-    for (const a of await cell.locator('.outputs a').all()) await a.click({ force: true }).catch(() => {});
-    await page.waitForTimeout(300);
-    expect(await page.evaluate(() => (window as unknown as { __pwned: unknown }).__pwned)).toBeUndefined();
-    expect(await cell.locator('.outputs script, .outputs iframe, .outputs style, .outputs form').count()).toBe(0);
-    const handlers = await cell.locator('.outputs *').evaluateAll((els) => els.flatMap((e) => [...e.attributes].filter((a) => /^on/i.test(a.name) || /javascript:/i.test(a.value)).map((a) => `${e.tagName}.${a.name}`)));
-    expect(handlers).toEqual([]);
-    // the IDE is still visible and the overlay stays inside the output box
-    expect(await page.locator('.toolbar').isVisible()).toBe(true);
-    const overlay = await cell.locator('#user-content-overlay, [id$="overlay"]').first().boundingBox();
-    const outBox = await cell.locator('.outputs').boundingBox();
-    if (overlay && outBox) expect(overlay.y).toBeGreaterThanOrEqual(outBox.y - 1);
-    await page.locator('button.kernel-button').click({ trial: true });
-    // images loaded from this origin carry no Referer and no token
-    await expect.poll(() => ide.probes.length).toBeGreaterThanOrEqual(1);
-    for (const p of ide.probes) {
-      expect(p.referer).toBeUndefined();
-      expect(p.url).not.toContain(TOKEN);
-    }
-    // the token is in no output, no URL, no element of the page
-    const html = await page.content();
-    expect(html).not.toContain(TOKEN);
-    expect(page.url()).not.toContain(TOKEN);
-    expect(await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name).filter((n) => !n.startsWith('ws')))).not.toContain(TOKEN);
-    const saved = JSON.stringify(await page.evaluate(() => (window as unknown as { kinesis: { model: { toNotebook(): unknown } } }).kinesis.model.toNotebook()));
-    expect(saved).not.toContain(TOKEN);
-    await page.screenshot({ path: path.join(ARTIFACTS, 'hostile-outputs.png'), fullPage: true });
-    expect(errors).toEqual([]);
-    await page.close();
-  }, 120_000);
-});
-
-// Each test opens its own notebook in its own page.
-async function newNotebook2(): Promise<{ page: Page; errors: string[] }> {
-  const p = await newPage();
-  await newNotebook(p.page);
-  return p;
-}
