@@ -56,6 +56,12 @@ export function ensureBuilt(): void {
       mkdirSync(lock);
       break;
     } catch {
+      // A lock left by a killed run (a build takes well under a minute) is stale.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 300_000) rmdirSync(lock);
+      } catch {
+        // released meanwhile
+      }
       if (Date.now() > deadline) throw new Error(`waited 180 s for another IDE build (lock ${lock})`);
       sleepSync(250);
       if (!existsSync(lock) && fresh()) return;
