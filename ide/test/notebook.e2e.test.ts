@@ -205,6 +205,13 @@ describe('notebook on the Kinesis stack', () => {
     await page.keyboard.press('Alt+Enter');
     expect((await types()).length).toBe(5);
     expect(await page.locator('.cell.editing').count()).toBe(1);
+    // Up on the first line continues editing in the cell above, Down comes back
+    const editingIndex = () => page.locator('.cell').evaluateAll((els) => els.findIndex((e) => e.classList.contains('editing')));
+    expect(await editingIndex()).toBe(4);
+    await page.keyboard.press('ArrowUp');
+    await expect.poll(editingIndex).toBe(3);
+    await page.keyboard.press('ArrowDown');
+    await expect.poll(editingIndex).toBe(4);
     await page.keyboard.press('Escape');
     expect(await page.locator('.nb-main').getAttribute('data-mode')).toBe('command');
     await page.screenshot({ path: path.join(ARTIFACTS, 'keyboard.png') });

@@ -12,6 +12,8 @@ export interface CellEditorHandlers {
   run(mode: 'advance' | 'stay' | 'insert'): void;
   /** Escape (when no widget is open): back to command mode. */
   escape(): void;
+  /** Up on the first line / Down on the last: continue editing in the neighbouring cell. */
+  leave(direction: -1 | 1): void;
   /** The editor gained or lost focus. */
   focus(focused: boolean): void;
   /** Content height changed (px). */
@@ -211,6 +213,32 @@ export class EditorPool {
       keybindings: [KeyCode.Escape],
       precondition: '!suggestWidgetVisible && !findWidgetVisible && !parameterHintsVisible && !editorHasMultipleSelections',
       run: () => entry.handlers?.escape(),
+    });
+    // Arrow keys cross cell boundaries, as in Jupyter: Up on the first line edits the
+    // cell above, Down on the last line the cell below; elsewhere they move the cursor.
+    const widgets = '!suggestWidgetVisible && !parameterHintsVisible && !editorHasSelection && !editorHasMultipleSelections';
+    editor.addAction({
+      id: 'kinesis.cellAbove',
+      label: 'Cursor up or edit the cell above',
+      keybindings: [KeyCode.UpArrow],
+      precondition: widgets,
+      run: (ed) => {
+        const pos = ed.getPosition();
+        if (pos && pos.lineNumber === 1) entry.handlers?.leave(-1);
+        else ed.trigger('keyboard', 'cursorUp', null);
+      },
+    });
+    editor.addAction({
+      id: 'kinesis.cellBelow',
+      label: 'Cursor down or edit the cell below',
+      keybindings: [KeyCode.DownArrow],
+      precondition: widgets,
+      run: (ed) => {
+        const pos = ed.getPosition();
+        const model = ed.getModel();
+        if (pos && model && pos.lineNumber === model.getLineCount()) entry.handlers?.leave(1);
+        else ed.trigger('keyboard', 'cursorDown', null);
+      },
     });
     return entry;
   }

@@ -88,6 +88,7 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
       e = props.pool.acquire(props.id, text, LANG[t], {
         run: (how) => v.run(how),
         escape: () => v.commandMode(),
+        leave: (d) => v.editNeighbour(d),
         focus: (f) => {
           if (f) {
             if (v.active() !== props.id) v.select(props.id);
@@ -99,7 +100,7 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
       editor = e;
       slot.replaceChildren(e.host);
       setHasEditor(true);
-      if (active() && v.mode() === 'edit') e.editor.focus();
+      if (active() && v.mode() === 'edit') focusEditor();
     };
     const cancel = props.pool.request(active() && v.mode() === 'edit', () => {
       mountNow = undefined;
@@ -124,8 +125,20 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
   createEffect(() => {
     if (active() && v.mode() === 'edit' && showEditor() && !hasEditor()) mountNow?.();
   });
+  const focusEditor = (): void => {
+    const ed = editor?.editor;
+    if (!ed) return;
+    const where = v.cursorAt;
+    v.cursorAt = undefined;
+    const model = ed.getModel();
+    if (where && model) {
+      const line = where === 'end' ? model.getLineCount() : 1;
+      ed.setPosition({ lineNumber: line, column: where === 'end' ? model.getLineMaxColumn(line) : 1 });
+    }
+    ed.focus();
+  };
   createEffect(on(v.focusTick, () => {
-    if (active() && v.mode() === 'edit') queueMicrotask(() => editor?.editor.focus());
+    if (active() && v.mode() === 'edit') queueMicrotask(focusEditor);
   }, { defer: true }));
 
   const prompt = (): string => {

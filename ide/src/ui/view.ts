@@ -25,6 +25,8 @@ export class NotebookView {
   readonly #setAnchor: (id: string | undefined) => void;
   readonly #setEditingMd: (s: ReadonlySet<string>) => void;
   readonly #setFocusTick: (f: (n: number) => number) => void;
+  /** Where the cursor goes when the next editor takes focus (arrow keys across cells). */
+  cursorAt: 'start' | 'end' | undefined;
   /** Set by the cell list: scrolls a cell into view. */
   reveal: (id: string) => void = () => {};
   /** Set by the page: focuses the notebook container (command mode keys). */
@@ -95,6 +97,15 @@ export class NotebookView {
       this.setMode('edit');
       this.#setFocusTick((n) => n + 1);
     });
+  }
+
+  /** From an editor's first/last line into the neighbouring cell's editor. */
+  editNeighbour(direction: -1 | 1): void {
+    const order = this.model.order();
+    const next = order[order.indexOf(this.active() ?? '') + direction];
+    if (!next) return;
+    this.cursorAt = direction < 0 ? 'end' : 'start';
+    this.enterEdit(next);
   }
 
   commandMode(): void {
