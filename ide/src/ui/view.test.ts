@@ -22,7 +22,7 @@ function setup(): { model: NotebookModel; view: NotebookView; ran: string[] } {
 
 const key = (k: string, mods: Partial<KeyboardEvent> = {}): KeyboardEvent => ({ key: k, ctrlKey: false, metaKey: false, shiftKey: false, altKey: false, ...mods }) as KeyboardEvent;
 const ids = (m: NotebookModel): string[] => [...m.order()];
-const sources = (m: NotebookModel): string[] => m.toNotebook().cells.map((c) => (Array.isArray(c.source) ? c.source.join('') : c.source));
+const sources = (m: NotebookModel): string[] => m.toNotebook().cells.map((c) => (typeof c.source === 'string' ? c.source : c.source.join('')));
 
 describe('NotebookView', () => {
   it('inserts, deletes with D D, and undoes with Z', () => {
