@@ -56,8 +56,11 @@ export async function runMeterBench(opts: MeterBenchOptions = {}): Promise<objec
     writeControl(process.env.FAKE_NVML_CONTROL, { gpus: [{ name: 'Fake H100', limitMw: 700_000, power: [{ tMs: Date.now() - 1000, mw: 150_000, util: 40 }] }] });
   }
   try {
-    // Medians of three windows each: single windows on a shared box swing with JIT and GC threads.
-    const baseline = await medianCpu(seconds * 1000);
+    // Medians of three windows each: single windows on a shared box swing with JIT and GC
+    // threads. The baseline is taken before and after the meter, and the larger kept: V8
+    // starts idle-time GCs a few seconds into any Node process, which would otherwise be
+    // charged to whichever runs later.
+    const baselineBefore = await medianCpu(seconds * 1000);
     const meter = await createMeter({ signer: Wallet.createRandom(), pricePerKwh: 250_000_000_000_000_000n, chainId: 31337n, nvmlLibrary: nvmlLibrary! });
     const hw = meter.describeHardware();
     const gpu = hw.gpus.length > 0 ? 0 : undefined;
@@ -88,6 +91,8 @@ export async function runMeterBench(opts: MeterBenchOptions = {}): Promise<objec
     await meter.detachKernel('bench-gpu');
     await meter.detachKernel('bench-cpu');
     await meter.dispose();
+    await sleep(1000);
+    const baseline = Math.max(baselineBefore, await medianCpu(seconds * 1000));
     costs.sort((a, b) => a - b);
     const result = {
       sampler: {

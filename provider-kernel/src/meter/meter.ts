@@ -11,7 +11,7 @@
 // onExecutionEnd never waits for a sample: it signs what is measured so far (well under a
 // millisecond) and the energy still on its way is carried into the next receipt.
 import { createHash } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { KinesisError } from '@kinesis/protocol/errors';
 import { amountForEnergy, signReceipt } from '@kinesis/protocol/receipt';
 import type { DigestSigner, ReceiptMethod, ReceiptQuality, SignedReceipt, UsageReceipt } from '@kinesis/protocol/receipt';
@@ -95,6 +95,11 @@ export interface Meter {
   dispose(): Promise<void>;
 }
 
+/** Readings are drained at least this often when no receipt asks for them. */
+const DRAIN_INTERVAL_MS = 500;
+/** How often a detach looks for the sample that closes the kernel's books. */
+const DETACH_POLL_MS = 50;
+
 /** How long createMeter waits for the sampler to report the hardware. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -135,15 +140,17 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
     periodMs,
     cpuPeriodMs: opts.cpu?.sampleIntervalMs ?? Math.max(periodMs, 500),
   };
-  const worker = new Worker(new URL('./sampler-worker.mjs', import.meta.url), { workerData: config });
+  // Readings travel on their own port, which the main thread never listens to: they queue
+  // there and are drained synchronously (receiveMessageOnPort) when a receipt is due and
+  // twice a second otherwise. So the event loop is not woken 10 times a second, and a
+  // receipt holds every sample taken up to the moment the execution ended.
+  const { port1: samples, port2 } = new MessageChannel();
+  const worker = new Worker(new URL('./sampler-worker.mjs', import.meta.url), { workerData: { ...config, samplePort: port2 }, transferList: [port2] });
   worker.unref(); // metering never keeps a provider process alive on its own
-  // The one message listener goes on before the first message: ticks that arrive between
-  // the hello and the meter's construction are kept and replayed, none is lost.
-  let impl: MeterImpl | null = null;
-  const early: WorkerToMain[] = [];
   const hello = await new Promise<HelloMessage>((resolve, reject) => {
     const fail = (e: unknown): void => {
       clearTimeout(timer);
+      samples.close();
       void worker.terminate();
       reject(new MeterError('the sampler worker failed to start', { cause: e }));
     };
@@ -152,26 +159,23 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
     const onExit = (code: number): void => fail(new Error(`exit code ${code}`));
     worker.once('error', fail);
     worker.once('exit', onExit);
-    worker.on('message', (m: WorkerToMain) => {
-      if (impl) impl.onMessage(m);
-      else if (m.type === 'hello') {
-        clearTimeout(timer);
-        worker.off('error', fail);
-        worker.off('exit', onExit);
-        resolve(m);
-      } else if (m.type === 'fatal') fail(new Error(m.message));
-      else early.push(m);
+    worker.once('message', (m: WorkerToMain) => {
+      if (m.type !== 'hello') return fail(new Error(m.type === 'fatal' ? m.message : 'unexpected first message'));
+      clearTimeout(timer);
+      worker.off('error', fail);
+      worker.off('exit', onExit);
+      resolve(m);
     });
   });
-  impl = new MeterImpl(opts, config, worker, hello);
-  for (const m of early) impl.onMessage(m);
-  return impl;
+  return new MeterImpl(opts, config, worker, samples, hello);
 }
 
 class MeterImpl implements Meter {
   readonly #opts: MeterOptions;
   readonly #config: SamplerConfig;
   readonly #worker: Worker;
+  readonly #samples: MessagePort;
+  readonly #drainTimer: NodeJS.Timeout;
   readonly #hello: HelloMessage;
   readonly #gpuDevices: Device[];
   readonly #gpuNorms: GpuNormalizer[];
@@ -181,7 +185,6 @@ class MeterImpl implements Meter {
   readonly #books = new Map<string, KernelBook>();
   /** Final seq and cumulative energy of detached kernels, oldest first, for re-attach. */
   readonly #closedBooks = new Map<string, { seq: bigint; cumulativeMj: bigint }>();
-  readonly #waiters = new Set<() => void>();
   #healthy = true;
   #disposed: Promise<void> | null = null;
   #ticks = 0;
@@ -190,10 +193,13 @@ class MeterImpl implements Meter {
   #threadCpuNs: number | null = null;
   #ingestUs = 0;
 
-  constructor(opts: MeterOptions, config: SamplerConfig, worker: Worker, hello: HelloMessage) {
+  constructor(opts: MeterOptions, config: SamplerConfig, worker: Worker, samples: MessagePort, hello: HelloMessage) {
     this.#opts = opts;
     this.#config = config;
     this.#worker = worker;
+    this.#samples = samples;
+    this.#drainTimer = setInterval(() => this.#drain(), DRAIN_INTERVAL_MS);
+    this.#drainTimer.unref();
     this.#hello = hello;
     const stuckAfterMs = opts.stuckCounterMs ?? 1000;
     this.#gpuDevices = hello.gpus.map((g) => {
@@ -213,6 +219,9 @@ class MeterImpl implements Meter {
     // now, not on the first execute_reply.
     opts.signer.signingKey.sign('0x' + '00'.repeat(31) + '01');
     this.#cpuDevice = { label: deviceLabel(`cpu:${cpu.model}`), windows: new DeviceWindows({ policy: 'cpu', capMw: cpuCap }), capMw: cpuCap, primary: this.#cpuNorm.method };
+    worker.on('message', (m: WorkerToMain) => {
+      if (m.type === 'fatal') console.error('[meter] sampler error:', m.message);
+    });
     worker.on('error', (e) => this.#onDead(e));
     worker.on('exit', () => this.#onDead(null));
   }
@@ -281,6 +290,7 @@ class MeterImpl implements Meter {
   executionEndSync(kernelId: string, msgId: string, tMs: number = Date.now()): SignedReceipt {
     const b = this.#book(kernelId);
     const t = Math.round(tMs);
+    this.#drain(); // every sample taken so far goes into this receipt
     if (this.#healthy) b.device.windows.end(kernelId, msgId, t);
     // An end without its start (the provider missed a status message) gets an empty window.
     const startMs = b.open?.msgId === msgId ? Math.min(b.open.startMs, t) : t;
@@ -298,9 +308,10 @@ class MeterImpl implements Meter {
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
       this.#healthy = false;
-      for (const w of this.#waiters) w();
+      clearInterval(this.#drainTimer);
       await Promise.allSettled([...this.#books.values()].map((b) => b.closing).filter((p) => p !== null));
       this.#send({ type: 'stop' });
+      this.#samples.close();
       await this.#worker.terminate();
     })();
     return this.#disposed;
@@ -311,16 +322,10 @@ class MeterImpl implements Meter {
     const w = b.device.windows;
     w.detach(kernelId, t);
     const deadline = t + (this.#opts.detachTimeoutMs ?? 2000);
-    while (!w.isClosed(kernelId) && this.#healthy && Date.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.#waiters.delete(done);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(done, Math.max(1, deadline - Date.now()));
-        this.#waiters.add(done);
-      });
+    for (;;) {
+      this.#drain();
+      if (w.isClosed(kernelId) || !this.#healthy || Date.now() >= deadline) break;
+      await new Promise<void>((resolve) => setTimeout(resolve, Math.min(DETACH_POLL_MS, Math.max(1, deadline - Date.now()))));
     }
     // No sample past the detach time arrived (sampler stopped or slow): close at what is measured.
     const lines = w.take(kernelId, null);
@@ -374,18 +379,18 @@ class MeterImpl implements Meter {
     return signed;
   }
 
-  /** @internal Sampler messages, delivered by createMeter's listener. */
-  onMessage(m: WorkerToMain): void {
-    if (m.type === 'fatal') {
-      console.error('[meter] sampler error:', m.message);
-      return;
-    }
-    if (m.type !== 'tick') return;
+  /** Takes every queued reading off the sample port, in order. */
+  #drain(): void {
+    if (!this.#healthy) return;
     const t0 = performance.now();
-    this.#ingest(m);
+    for (;;) {
+      const r = receiveMessageOnPort(this.#samples);
+      if (r === undefined) break;
+      const m = r.message as TickMessage;
+      this.#ingest(m);
+      if (m.threadCpuNs !== undefined) this.#threadCpuNs = m.threadCpuNs;
+    }
     this.#ingestUs += (performance.now() - t0) * 1000;
-    if (m.threadCpuNs !== undefined) this.#threadCpuNs = m.threadCpuNs;
-    for (const w of [...this.#waiters]) w();
   }
 
   #ingest(m: TickMessage): void {
@@ -405,7 +410,6 @@ class MeterImpl implements Meter {
     if (!this.#healthy) return;
     this.#healthy = false;
     if (e) console.error('[meter] sampler worker died; receipts now say method "none":', e);
-    for (const w of [...this.#waiters]) w();
   }
 
   #book(kernelId: string): KernelBook {

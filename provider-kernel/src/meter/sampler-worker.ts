@@ -3,10 +3,10 @@
 // files) block, so they live here and never delay the event loop that relays kernel
 // messages. All interpretation happens on the main thread (normalize.ts, windows.ts).
 import { readFileSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Nvml } from './nvml.ts';
 import { ProcTicksReader, clockTicksPerSecond, cpuCount, cpuModel, findRaplZones, processTree, readRaplUj, readSystemTicks } from './cpu.ts';
-import type { CpuTick, GpuInfo, GpuTick, MainToWorker, SamplerConfig, WorkerToMain } from './sampler-protocol.ts';
+import type { CpuTick, GpuInfo, GpuTick, MainToWorker, SamplerConfig, TickMessage, WorkerToMain } from './sampler-protocol.ts';
 
 /** How often (in ticks) process trees are re-walked; CPU times are read every tick. */
 const TREE_REFRESH_TICKS = 10;
@@ -15,8 +15,10 @@ const PROC_WEIGHT_TTL_MS = 1000;
 
 const port = parentPort;
 if (!port) throw new Error('sampler-worker must run in a worker thread');
-const config = workerData as SamplerConfig;
+const config = workerData as SamplerConfig & { samplePort: MessagePort };
 const post = (m: WorkerToMain): void => port.postMessage(m);
+/** Readings go on their own port, which the meter drains when it needs them (meter.ts). */
+const postTick = (m: TickMessage): void => config.samplePort.postMessage(m);
 
 interface Tracked {
   readonly pid: number;
@@ -142,7 +144,7 @@ function tick(): void {
   // /proc/<pid>/stat costs ~30 µs of kernel time per process, CPU times move in 10 ms
   // ticks, and the estimate is ±50% anyway.
   if ((tickNo - 1) % cpuEvery !== 0) {
-    post({ type: 'tick', tMs, gpus: gpuTicks, cpu: null, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
+    postTick({ type: 'tick', tMs, gpus: gpuTicks, cpu: null, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
     return;
   }
   const kernelTicks = new Map<string, number>();
@@ -158,7 +160,7 @@ function tick(): void {
     systemBusyTicks: raplZones.length > 0 ? (readSystemTicks(config.procRoot)?.busy ?? null) : null,
     kernelTicks,
   };
-  post({ type: 'tick', tMs, gpus: gpuTicks, cpu, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
+  postTick({ type: 'tick', tMs, gpus: gpuTicks, cpu, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
 }
 
 // A self-correcting schedule: each tick aims at the next multiple of the period, so a slow
@@ -198,6 +200,7 @@ port.on('message', (m: MainToWorker) => {
       nvml?.close();
       nvml = null;
       ticksReader.close();
+      config.samplePort.close();
       port.close();
       break;
   }
