@@ -9,7 +9,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARTIFACTS, ensureBuilt, hasJupyter, launchChromium, startIdeServer, startJupyter } from './harness.ts';
 import type { IdeServer, Proc } from './harness.ts';
-import { addAndRun, cellAt, newNotebook } from './pages.ts';
+import { addAndRun, cellAt, newNotebook, newPage } from './pages.ts';
 
 const TOKEN = `tok-${Math.random().toString(36).slice(2)}-secret`;
 let jupyter: Proc;
@@ -84,4 +84,17 @@ describe('hostile outputs on a Jupyter Server', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 120_000);
+
+  it('asks for a token when it has none or a wrong one, and keeps it out of the address bar', async () => {
+    const { page } = await newPage(browser);
+    await page.goto(`${ide.url}/tree?token=wrong-token`);
+    expect(page.url()).not.toContain('wrong-token');
+    await page.click('button.change-token');
+    await page.locator('form.login input').fill(TOKEN);
+    await page.locator('form.login button').click();
+    await page.locator('button.new-notebook').waitFor();
+    expect(page.url()).toBe(`${ide.url}/tree`);
+    expect(await page.evaluate(() => sessionStorage.getItem('kinesis.token'))).toBe(TOKEN);
+    await page.close();
+  }, 60_000);
 });

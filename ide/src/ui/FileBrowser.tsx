@@ -5,6 +5,7 @@ import { For, Show, createResource, createSignal } from 'solid-js';
 import type { JSX } from 'solid-js';
 import type { Contents } from '@jupyterlab/services';
 import { parseNotebook } from '@kinesis/protocol/notebook/index';
+import { forgetToken } from '../api/auth.ts';
 import { navigate } from '../api/route.ts';
 import type { Services } from '../api/services.ts';
 import { errorMessage } from '../api/services.ts';
@@ -65,7 +66,14 @@ export function FileBrowser(props: { services: Services; path: string }): JSX.El
         <input ref={upload} type="file" accept=".ipynb,application/x-ipynb+json" multiple hidden aria-label="upload notebook" onChange={(e) => void onUpload(e.currentTarget.files)} />
       </div>
       <Show when={error()}>{(e) => <p class="error" role="alert">{e()}</p>}</Show>
-      <Show when={!listing.error} fallback={<p class="error">Could not open {props.path || 'home'}: {errorMessage(listing.error)}</p>}>
+      <Show when={!listing.error} fallback={
+        <p class="error" role="alert">
+          Could not open {props.path || 'home'}: {errorMessage(listing.error)}
+          <Show when={/HTTP 403/.test(errorMessage(listing.error))}>
+            {' '}<button class="change-token" onClick={() => { forgetToken(); window.location.reload(); }}>Use another token</button>
+          </Show>
+        </p>
+      }>
         <table class="files">
           <thead><tr><th>Name</th><th>Modified</th><th>Size</th><th /></tr></thead>
           <tbody>
