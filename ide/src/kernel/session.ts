@@ -74,13 +74,16 @@ export class KernelController {
     return this.#execPair(id)[0];
   }
   stdin(id: string): Accessor<StdinPrompt | undefined> {
+    return this.#stdinPair(id)[0];
+  }
+  #stdinPair(id: string): [Accessor<StdinPrompt | undefined>, (v: StdinPrompt | undefined) => void] {
     let p = this.#stdin.get(id);
     if (!p) {
       const [a, s] = createSignal<StdinPrompt | undefined>();
       p = [a, (v) => s(() => v)];
       this.#stdin.set(id, p);
     }
-    return p[0];
+    return p;
   }
   #execPair(id: string): [Accessor<CellExec>, (v: CellExec) => void] {
     let p = this.#exec.get(id);
@@ -208,7 +211,7 @@ export class KernelController {
     future.onStdin = (msg) => {
       if (msg.header.msg_type !== 'input_request') return;
       const content = (msg as KernelMessage.IInputRequestMsg).content;
-      const [, set] = (this.stdin(cellId), this.#stdin.get(cellId)!);
+      const [, set] = this.#stdinPair(cellId);
       set({
         prompt: String(content.prompt ?? ''),
         password: content.password === true,
@@ -245,7 +248,7 @@ export class KernelController {
       if (err instanceof Error && /disposed|Canceled|restart/i.test(err.message)) return 'aborted';
       throw err;
     } finally {
-      const [, setStdin] = (this.stdin(cellId), this.#stdin.get(cellId)!);
+      const [, setStdin] = this.#stdinPair(cellId);
       setStdin(undefined);
     }
   }

@@ -1,7 +1,7 @@
 // Find and replace across every cell's source (Ctrl+F in command mode). Matches are
 // computed on the Y.Text contents, so cells off screen (with no editor) are
 // searched too; replacing edits the Y.Text, which their editors follow.
-import { Show, createMemo, createSignal } from 'solid-js';
+import { createMemo, createSignal } from 'solid-js';
 import type { JSX } from 'solid-js';
 import type * as Y from 'yjs';
 import type { NotebookView } from './view.ts';
@@ -80,7 +80,7 @@ export function FindBar(props: { view: NotebookView; onClose: () => void }): JSX
       <button onClick={() => go(1)} title="next">↓</button>
       <button onClick={replaceOne} disabled={!matches().length}>Replace</button>
       <button class="replace-all" onClick={replaceAll} disabled={!matches().length}>Replace all</button>
-      <Show when={true}><button onClick={() => props.onClose()} title="close">✕</button></Show>
+      <button onClick={() => props.onClose()} title="close">✕</button>
     </div>
   );
 }
