@@ -298,6 +298,18 @@ describe('notebook on the Kinesis stack', () => {
     const c1 = await addAndRun(page, 'import time\nfor i in range(5): clear_output(wait=True); print("tick", i); time.sleep(0.05)');
     await expect.poll(() => cellAt(page, c1).locator('.out-stream').textContent()).toBe('tick 4\n');
     expect(await cellAt(page, c1).locator('.out').count()).toBe(1);
+    // thousands of outputs, and one huge HTML output, never freeze the page
+    const c2 = await addAndRun(page, 'for i in range(600): display(i)\nfrom IPython.display import HTML\ndisplay(HTML("<p>" + "y" * 2_500_000 + "</p>"))');
+    const more = cellAt(page, c2).locator('.show-all-outputs');
+    await more.waitFor({ timeout: 30_000 });
+    expect(await cellAt(page, c2).locator('.out').count()).toBeLessThanOrEqual(500);
+    const large = cellAt(page, c2).locator('.out-rich .show-all');
+    await large.waitFor();
+    expect(await large.textContent()).toContain('text/html');
+    await large.click();
+    await cellAt(page, c2).locator('.out-html p').waitFor();
+    await more.click();
+    await expect.poll(() => cellAt(page, c2).locator('.out').count()).toBe(601);
     await page.close();
   }, 120_000);
 

@@ -6,7 +6,7 @@ import { For, Show, createEffect, createSignal, onCleanup } from 'solid-js';
 import type { Accessor, JSX } from 'solid-js';
 import type { Output } from '@kinesis/protocol/notebook/index';
 import { renderAnsi } from '../render/ansi.ts';
-import { renderBundle } from '../render/mime.ts';
+import { pickMime, renderBundle } from '../render/mime.ts';
 import type { StdinPrompt } from '../kernel/session.ts';
 
 /** Streams over this many characters are truncated until "show all" is pressed. */
@@ -50,9 +50,30 @@ function ErrorOut(props: { o: Extract<Output, { output_type: 'error' }> }): JSX.
   );
 }
 
+/** Rich outputs larger than this (characters of the chosen representation) wait for a click. */
+export const LARGE_RICH_CHARS = 2_000_000;
+/** At most this many outputs of one cell are rendered; the rest wait for a click. */
+export const MAX_RENDERED_OUTPUTS = 500;
+
 function RichOut(props: { o: Extract<Output, { output_type: 'display_data' | 'execute_result' }> }): JSX.Element {
   let host!: HTMLDivElement;
+  const [forced, setForced] = createSignal(false);
+  const size = (): number => {
+    const mime = pickMime(props.o.data);
+    if (!mime || mime.startsWith('image/png') || mime.startsWith('image/jpeg') || mime.startsWith('image/gif')) return 0;
+    const v = props.o.data[mime];
+    return mime === 'application/json' ? JSON.stringify(v).length : asText(v).length;
+  };
   createEffect(() => {
+    if (!forced() && size() > LARGE_RICH_CHARS) {
+      // Sanitising and laying out tens of megabytes of HTML would freeze the page.
+      const btn = document.createElement('button');
+      btn.className = 'show-all';
+      btn.textContent = `large output (${(size() / 1e6).toFixed(1)} M characters of ${pickMime(props.o.data) ?? ''}): show`;
+      btn.onclick = () => setForced(true);
+      host.replaceChildren(btn);
+      return;
+    }
     try {
       const { el, mime } = renderBundle(props.o.data, props.o.metadata);
       host.dataset.mime = mime;
@@ -89,6 +110,13 @@ function StdinBox(props: { p: StdinPrompt }): JSX.Element {
 
 export function Outputs(props: { outputs: Accessor<readonly Output[]>; stdin: Accessor<StdinPrompt | undefined>; onHeight?: () => void }): JSX.Element {
   const [expanded, setExpanded] = createSignal(false);
+  const [allOutputs, setAllOutputs] = createSignal(false);
+  // A cell that emitted thousands of outputs shows its last ones until asked for all.
+  const shown = (): readonly Output[] => {
+    const o = props.outputs();
+    return allOutputs() || o.length <= MAX_RENDERED_OUTPUTS ? o : o.slice(o.length - MAX_RENDERED_OUTPUTS);
+  };
+  const hidden = (): number => props.outputs().length - shown().length;
   const [overflow, setOverflow] = createSignal(false);
   let box!: HTMLDivElement;
   const ro = new ResizeObserver(() => setOverflow(box.scrollHeight > box.clientHeight + 2));
@@ -104,7 +132,10 @@ export function Outputs(props: { outputs: Accessor<readonly Output[]>; stdin: Ac
           class="outputs"
           classList={{ collapsed: !expanded() }}
         >
-          <For each={props.outputs()}>
+          <Show when={hidden() > 0}>
+            <button class="show-all show-all-outputs" onClick={() => setAllOutputs(true)}>{hidden().toLocaleString()} earlier outputs hidden: show all</button>
+          </Show>
+          <For each={shown()}>
             {(o) => {
               switch (o.output_type) {
                 case 'stream':
