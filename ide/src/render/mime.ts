@@ -4,7 +4,7 @@
 // next representation, which for Python objects is always text/plain.
 import { renderAnsi } from './ansi.ts';
 import { renderMarkdown, renderTex } from './markdown.ts';
-import { sanitizeHtml, sanitizeToString } from './sanitize.ts';
+import { sanitizeToString } from './sanitize.ts';
 
 export const MIME_ORDER = ['text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif', 'text/markdown', 'text/latex', 'application/json', 'text/plain'] as const;
 
@@ -15,6 +15,7 @@ export function pickMime(data: Readonly<Record<string, unknown>>): string | unde
 }
 
 const B64_RE = /^[A-Za-z0-9+/=\s]*$/;
+const sanitized = new WeakMap<object, string>();
 
 function img(mime: string, b64: string, meta: unknown): HTMLElement {
   const el = document.createElement('img');
@@ -32,11 +33,19 @@ export function renderBundle(data: Readonly<Record<string, unknown>>, metadata: 
   const v = data[mime];
   let el: HTMLElement;
   switch (mime) {
-    case 'text/html':
+    case 'text/html': {
       el = document.createElement('div');
       el.className = 'out-html';
-      el.appendChild(sanitizeHtml(asText(v)));
+      // Outputs are immutable objects in the document: sanitise each once, so cells
+      // scrolling back into view cost no DOMPurify pass.
+      let clean = sanitized.get(data);
+      if (clean === undefined) {
+        clean = sanitizeToString(asText(v));
+        sanitized.set(data, clean);
+      }
+      el.innerHTML = clean; // sanitised above
       break;
+    }
     case 'image/svg+xml':
       // As an <img>, an SVG is inert: no script, no handlers, no external loads.
       el = document.createElement('img');

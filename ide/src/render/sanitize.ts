@@ -30,18 +30,6 @@ function ensureHooks(): void {
   });
 }
 
-export function sanitizeHtml(html: string): DocumentFragment {
-  ensureHooks();
-  return DOMPurify.sanitize(html, {
-    RETURN_DOM_FRAGMENT: true,
-    FORBID_TAGS,
-    FORBID_ATTR,
-    SANITIZE_NAMED_PROPS: true,
-    ALLOW_UNKNOWN_PROTOCOLS: false,
-    USE_PROFILES: { html: true, svg: true, svgFilters: true, mathMl: true },
-  });
-}
-
 export function sanitizeToString(html: string): string {
   ensureHooks();
   return DOMPurify.sanitize(html, {
