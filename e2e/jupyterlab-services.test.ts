@@ -58,6 +58,25 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
     expect((result?.content as { data: Record<string, string> }).data['text/plain']).toBe('2');
   });
 
+  it('carries a signed receipt in execute_reply and the gateway\'s verdict on iopub (CPU method, never a GPU one here)', async () => {
+    const all: KernelMessage.IIOPubMessage[] = [];
+    const collect = (_: unknown, m: KernelMessage.IIOPubMessage): void => void all.push(m);
+    kernel.iopubMessage.connect(collect);
+    const { reply } = await run('sum(i * i for i in range(200000))');
+    const inReply = (reply.metadata as { kinesis?: { receipt?: { message: Record<string, string>; signature: string } } }).kinesis?.receipt;
+    expect(inReply?.signature).toMatch(/^0x[0-9a-f]{130}$/);
+    expect(['rapl', 'estimate']).toContain(inReply?.message['method']);
+    await new Promise((r) => setTimeout(r, 500)); // the verdict follows the reply
+    kernel.iopubMessage.disconnect(collect);
+    const notices = all.filter((m) => (m.header.msg_type as string) === 'kinesis_usage' && m.parent_header.msg_id === reply.parent_header.msg_id);
+    expect(notices).toHaveLength(1);
+    const c = notices[0]!.content as unknown as { receipt: { message: Record<string, string> }; verdict: { accepted: boolean } };
+    expect(c.verdict).toEqual({ accepted: true });
+    expect(c.receipt.message['msgId']).toBe(reply.parent_header.msg_id);
+    const usage = (await (await fetch(`${stack.url}/api/usage?kernel_id=${kernel.id}`, { headers: { Authorization: `token ${stack.token}` } })).json()) as { records: unknown[] };
+    expect(usage.records.length).toBeGreaterThan(0);
+  });
+
   it('streams stdout and stderr', async () => {
     const { iopub } = await run("import sys\nprint('hello out')\nprint('hello err', file=sys.stderr)");
     expect(streams(iopub, 'stdout')).toContain('hello out');

@@ -1,8 +1,11 @@
 // Usage receipts ride in a shell execute_reply's `metadata.kinesis.receipt` (docs/metering.md).
 // This is the one place the gateway decodes an execute_reply's metadata: it verifies the
 // receipt against what the provider advertised and records it in the ledger. The reply itself
-// has already been relayed when this runs.
-import { decodeV1 } from '@kinesis/protocol';
+// has already been relayed when this runs (a receipt never holds up a reply); the verdict
+// follows at once as a `kinesis_usage` iopub message whose parent is the execute_request, so
+// a client shows a cell's cost as verified, or learns that the gateway rejected it.
+import { decodeV1, encodeV1, makeMessage, type HardwareInfo } from '@kinesis/protocol';
+import { USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { Kernel } from './kernels/kernel.ts';
 import type { Ledger } from './ledger/index.ts';
@@ -23,15 +26,42 @@ export function receiptRecorder(ledger: Ledger, logger: Logger): (kernel: Kernel
     const link = kernel.link;
     if (!link) return;
     try {
+      const maxPowerCapMw = advertisedCapMw(link.hardware);
       const r = ledger.verifyAndRecord(kernel.providerId, receipt, {
         kernelId: kernel.id,
         sessionId: msg.parent_header.session || null,
         expectedPricePerKwh: link.pricePerKwh,
         gpuMethodsAllowed: link.hardwareClass.gpu !== null,
+        ...(maxPowerCapMw === undefined ? {} : { maxPowerCapMw }),
       });
       if (!r.ok) logger.warn('usage receipt rejected', { kernel: kernel.id, provider: kernel.providerId, reason: r.reason, detail: r.detail });
+      const verdict: ReceiptVerdict = r.ok ? { accepted: true } : { accepted: false, reason: r.reason, ...(r.detail ? { detail: r.detail.slice(0, 1000) } : {}) };
+      const notice = makeMessage({
+        channel: 'iopub',
+        msgType: USAGE_MSG_TYPE,
+        session: msg.header.session,
+        username: 'kinesis-gateway',
+        parent: msg.parent_header,
+        content: { receipt, verdict },
+      });
+      kernel.deliverFromGateway(encodeV1(notice));
     } catch (err) {
       logger.error('could not record a usage receipt', { kernel: kernel.id, error: errorText(err) });
     }
   };
+}
+
+/**
+ * The highest power limit the provider advertised, in mW: no receipt may claim a cap above
+ * it. Undefined when a device advertises none (the ledger then checks energy against the
+ * receipt's own cap only).
+ */
+export function advertisedCapMw(hw: HardwareInfo): bigint | undefined {
+  let max = 0n;
+  for (const d of hw.devices) {
+    if (d.powerLimitW === undefined) return undefined;
+    const mw = BigInt(Math.ceil(d.powerLimitW * 1000));
+    if (mw > max) max = mw;
+  }
+  return hw.devices.length > 0 ? max : undefined;
 }

@@ -100,7 +100,13 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     detectHardware({ logger, ...(meterGpus.length > 0 ? { nvidiaSmi: false as const } : opts.nvidiaSmi !== undefined ? { nvidiaSmi: opts.nvidiaSmi } : {}) }),
     discoverKernelspecs({ logger, ...(opts.kernelspecDirs ? { dirs: opts.kernelspecDirs } : {}) }),
   ]);
-  const hardware = meterGpus.length > 0 ? { ...detected, devices: meterGpus } : detected;
+  // Every device says the power cap its readings are held to; the gateway refuses receipts
+  // that claim more (docs/metering.md).
+  const cpuCapW = builtIn?.cpuCapW();
+  const hardware =
+    meterGpus.length > 0
+      ? { ...detected, devices: meterGpus }
+      : { ...detected, devices: detected.devices.map((d) => (d.kind === 'cpu' && cpuCapW && d.powerLimitW === undefined ? { ...d, powerLimitW: cpuCapW } : d)) };
   const meter = opts.meter ?? builtIn;
   if (kernelspecs.length === 0) logger.warn('no usable Jupyter kernelspecs found; install one (e.g. Debian python3-ipykernel) to offer kernels');
   logger.info('provider identity', { address: identity.address });

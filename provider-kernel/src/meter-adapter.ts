@@ -24,6 +24,8 @@ export interface ProviderMeterOptions {
 export interface ProviderMeter extends ExecutionMeter {
   /** GPUs as the meter sees them (NVML), in the tunnel's DeviceInfo form. */
   gpus(): DeviceInfo[];
+  /** The power cap CPU readings are held to (W), advertised so the gateway can bound receipts. */
+  cpuCapW(): number;
   dispose(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function createProviderMeter(o: ProviderMeterOptions): Promise<Prov
         memoryMiB: Math.floor(g.memoryTotalBytes / 1048576),
         ...(g.powerLimitMw ? { powerLimitW: g.powerLimitMw / 1000 } : {}),
       })),
+    cpuCapW: () => hw.cpu.capMw / 1000,
     attachKernel(kernelId, opts) {
       const prev = pending.get(kernelId) ?? Promise.resolve();
       const next = prev.then(() => meter.attachKernel(kernelId, opts));

@@ -7,7 +7,7 @@
 // session_id, e.g. a Jupyter Server proxying for its own browsers). A reply that matches no
 // client falls back to every client rather than vanish. Frames are routed as v1 bytes; only
 // iopub `status` content is decoded (it is a few bytes) to keep `execution_state`.
-import { decodeV1, encodeV1, makeMessage, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
+import { decodeV1, encodeV1, makeMessage, peekV1, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ClientConnection } from './client.ts';
@@ -198,6 +198,15 @@ export class Kernel {
       const frame = this.#statusFrame('dead');
       conn.send(frame, () => this.#toLegacy(frame));
     }
+  }
+
+  /**
+   * Delivers an iopub message the gateway itself made (a receipt verdict) exactly as if the
+   * kernel had sent it: to every connection, and into the replay buffers of dropped ones.
+   */
+  deliverFromGateway(frame: Buffer): void {
+    if (this.#disposed) return;
+    this.#route(frame, peekV1(frame));
   }
 
   detach(conn: ClientConnection): void {
