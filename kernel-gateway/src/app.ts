@@ -145,6 +145,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const url = parseUrl(req);
     if (!url) return sendJson(res, 400, { message: 'malformed request URL', reason: 'Bad Request' });
     if (!authorized(req, url)) return sendJson(res, 403, { message: 'Forbidden: missing or invalid token', reason: 'Forbidden' });
+    manager.flushReceipts(); // receipts wait for their kernel's idle; a reader of the ledger sees them all
     void (async () => {
       try {
         if (await api.handle(req, res, url)) return;

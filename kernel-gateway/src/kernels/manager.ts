@@ -26,7 +26,10 @@ export interface KernelManagerOptions extends Omit<KernelOptions, 'logger'> {
   /** How long output is kept for a disconnected session that does not come back. */
   readonly detachedTtlMs: number;
   readonly logger: Logger;
-  /** Shell `execute_reply` frames, for the ledger (the only place an execute_reply's metadata is read). */
+  /**
+   * Shell `execute_reply` frames, for the ledger (the only place an execute_reply's metadata
+   * is read). Called after the reply has been relayed, off its path: see #deferReceipt.
+   */
   readonly onExecuteReply?: (kernel: Kernel, payload: Buffer) => void;
 }
 
@@ -37,6 +40,8 @@ export interface StartOptions {
 }
 
 const MAX_TOMBSTONES = 10_000;
+/** A receipt waits at most this long for its kernel's `idle` before it is recorded anyway. */
+const RECEIPT_DEFER_MS = 50;
 
 export class KernelManager implements ProviderEvents {
   readonly kernels = new Map<string, Kernel>();
@@ -45,6 +50,9 @@ export class KernelManager implements ProviderEvents {
   readonly #pingTimer: NodeJS.Timeout;
   readonly #kopts: KernelOptions;
   #disposed = false;
+  #receipts: Array<{ kernel: Kernel; payload: Buffer }> = [];
+  #receiptImmediate: NodeJS.Immediate | undefined;
+  #receiptTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly providers: ProviderRegistry,
@@ -247,13 +255,39 @@ export class KernelManager implements ProviderEvents {
       return;
     }
     k.fromKernel(link, payload, peek, frameBytes);
-    if (peek.channel === 'shell' && peek.header.msg_type === 'execute_reply' && this.opts.onExecuteReply) {
+    if (peek.channel === 'shell' && peek.header.msg_type === 'execute_reply' && this.opts.onExecuteReply) this.#deferReceipt(k, payload);
+    else if (this.#receipts.length > 0 && peek.channel === 'iopub' && k.state === 'idle') this.#scheduleReceipts();
+  }
+
+  /** Records every receipt still waiting (before a REST request reads the ledger, and at shutdown). */
+  flushReceipts(): void {
+    if (this.#receiptImmediate) clearImmediate(this.#receiptImmediate);
+    if (this.#receiptTimer) clearTimeout(this.#receiptTimer);
+    this.#receiptImmediate = undefined;
+    this.#receiptTimer = undefined;
+    const batch = this.#receipts;
+    this.#receipts = [];
+    for (const { kernel, payload } of batch) {
       try {
-        this.opts.onExecuteReply(k, payload);
+        this.opts.onExecuteReply?.(kernel, payload);
       } catch (err) {
-        this.opts.logger.warn('execute_reply hook failed', { kernel: k.id, error: errorText(err) });
+        this.opts.logger.warn('execute_reply hook failed', { kernel: kernel.id, error: errorText(err) });
       }
     }
+  }
+
+  // Verifying and storing a receipt costs ~0.5-1 ms of CPU (signature recovery, SQLite).
+  // Done at once it would hold back the `idle` that follows the reply by that much, and the
+  // client waits for both. So it waits for the kernel's `idle` (or RECEIPT_DEFER_MS), then
+  // runs in setImmediate, after the writes of that pass have been flushed (http/cork.ts).
+  #deferReceipt(k: Kernel, payload: Buffer): void {
+    this.#receipts.push({ kernel: k, payload });
+    if (k.state === 'idle') this.#scheduleReceipts();
+    else this.#receiptTimer ??= setTimeout(() => this.flushReceipts(), RECEIPT_DEFER_MS);
+  }
+
+  #scheduleReceipts(): void {
+    this.#receiptImmediate ??= setImmediate(() => this.flushReceipts());
   }
 
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void {
@@ -278,6 +312,7 @@ export class KernelManager implements ProviderEvents {
     if (this.#disposed) return;
     this.#disposed = true;
     clearInterval(this.#pingTimer);
+    this.flushReceipts();
     // Kernels keep running on their providers: a restarted gateway adopts them from hello.
     for (const k of this.kernels.values()) k.dispose(1001, 'gateway shutting down');
   }
