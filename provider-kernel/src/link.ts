@@ -6,6 +6,7 @@
 // Only close() ends the loop; there is no retry storm: every retry waits its backoff, and
 // the backoff resets only after a full handshake (a gateway that accepts and at once drops
 // us keeps us backing off).
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { ProtocolError } from '@kinesis/protocol/errors';
 import {
@@ -32,7 +33,8 @@ export interface LinkHandlers {
   hello(): Omit<Hello, 'signature' | 'address' | 'type' | 'version'>;
   signAuth(text: string): Promise<string>;
   readonly address: string;
-  onWelcome(ws: WebSocket, welcome: Welcome): void;
+  /** `socket`: the TCP socket under `ws` (for corking), when ws exposed it. */
+  onWelcome(ws: WebSocket, welcome: Welcome, socket: Duplex | undefined): void;
   onRequest(req: KernelRequest): void;
   onKernelFrame(kernelId: string, payload: Uint8Array): void;
   onCredit(kernelId: string, bytes: number): void;
@@ -151,6 +153,8 @@ export class TunnelLink {
     });
     this.ws = ws;
     let handshakeTimer: NodeJS.Timeout | undefined;
+    let tcp: Duplex | undefined;
+    ws.once('upgrade', (res) => (tcp = res.socket));
     ws.on('open', () => {
       if (ws.protocol !== TUNNEL_SUBPROTOCOL) {
         this.o.logger.error('gateway did not accept the tunnel subprotocol', { got: ws.protocol });
@@ -184,7 +188,7 @@ export class TunnelLink {
       }
       if (frame.kind === 'kernel') this.h.onKernelFrame(frame.kernelId, frame.payload);
       else if (frame.kind === 'credit') this.h.onCredit(frame.kernelId, frame.bytes);
-      else void this.onControl(ws, frame.message, () => clearTimeout(handshakeTimer));
+      else void this.onControl(ws, frame.message, () => clearTimeout(handshakeTimer), tcp);
     });
     ws.on('error', (e) => {
       // 'close' follows; log once at a level that does not alarm during an expected outage.
@@ -212,7 +216,7 @@ export class TunnelLink {
     });
   }
 
-  private async onControl(ws: WebSocket, msg: ControlMessage, handshakeDone: () => void): Promise<void> {
+  private async onControl(ws: WebSocket, msg: ControlMessage, handshakeDone: () => void, tcp: Duplex | undefined): Promise<void> {
     if (msg.type === 'challenge') {
       if (this.stateValue !== 'handshaking') return;
       if (msg.version !== TUNNEL_VERSION) {
@@ -237,7 +241,7 @@ export class TunnelLink {
       this.connectedOnce = true;
       this.backoff.reset();
       this.o.logger.info('connected to gateway', { url: this.url, providerId: msg.providerId });
-      this.h.onWelcome(ws, msg);
+      this.h.onWelcome(ws, msg, tcp);
       for (const w of this.openWaiters.splice(0)) w();
       return;
     }

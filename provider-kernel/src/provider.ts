@@ -1,6 +1,7 @@
 // The provider host: one tunnel to the gateway, the kernels it runs for it, flow control
 // between them, and metering. startProvider() in index.ts builds one of these.
 import os from 'node:os';
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { makeMessage, validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
 import { encodeV1, splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
@@ -17,6 +18,7 @@ import {
   type RunningKernelAd,
 } from '@kinesis/protocol/tunnel';
 import type { RunAs } from './connection.ts';
+import { corkForTick, holdFlush, releaseFlush } from './cork.ts';
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
@@ -31,6 +33,14 @@ import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
+/**
+ * After a reply, the tunnel's writes wait up to this long for the kernel's `status: idle`
+ * with the same parent, so both cross in one writev (ipykernel publishes it ~0.1 ms later).
+ * A client waiting for both (every Jupyter client does before it calls a cell done) loses
+ * nothing; only a kernel that never sends that idle delays its reply, by at most this.
+ */
+const IDLE_HOLD_MS = 2;
+const MAX_AWAITING_IDLE = 256;
 
 export interface ProviderOptions {
   readonly gatewayUrl: string;
@@ -74,6 +84,12 @@ export class Provider {
   private specs: Map<string, LocalKernelSpec>;
   private closing: Promise<void> | undefined;
   private badFrames = 0;
+  /** The TCP socket under the tunnel (for holding a flush), while connected. */
+  private tunnelTcp: Duplex | undefined;
+  /** `<kernel id> <parent msg_id>` of replies sent whose `idle` has not come yet. */
+  private readonly awaitingIdle = new Set<string>();
+  /** Per kernel, the parent of the last status seen with no reply waiting for it. */
+  private readonly lastStatusParent = new Map<string, string>();
 
   constructor(private readonly o: ProviderOptions) {
     this.address = o.identity.address;
@@ -90,14 +106,20 @@ export class Provider {
         address: this.address,
         signAuth: (text) => o.identity.signText(text),
         hello: () => this.helloBody(),
-        onWelcome: (ws, w) => {
-          this.outbox.attach(wsSocket(ws), w.initialCredit);
+        onWelcome: (ws, w, tcp) => {
+          this.tunnelTcp = tcp;
+          this.awaitingIdle.clear();
+          this.outbox.attach(wsSocket(ws, tcp), w.initialCredit);
           for (const e of this.kernels.values()) {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
             e.deadUnsent = false;
           }
         },
-        onDisconnect: () => this.outbox.detach(),
+        onDisconnect: () => {
+          releaseFlush(this.tunnelTcp);
+          this.tunnelTcp = undefined;
+          this.outbox.detach();
+        },
         onRequest: (req) => void this.handleRequest(req),
         onKernelFrame: (id, payload) => this.fromGateway(id, payload),
         onCredit: (id, bytes) => this.outbox.grant(id, bytes),
@@ -275,6 +297,7 @@ export class Provider {
 
   private forget(kernelId: string): void {
     if (!this.kernels.delete(kernelId)) return;
+    this.lastStatusParent.delete(kernelId);
     this.outbox.removeKernel(kernelId);
   }
 
@@ -302,7 +325,7 @@ export class Provider {
     const t = entry.tracker;
     if (t && parent?.msgType === 'execute_request') {
       if (channel === 'iopub' && header.msgType === 'status') {
-        const state = /"execution_state"\s*:\s*"(busy|idle)"/.exec(parts.content.toString('utf8', 0, Math.min(parts.content.length, 256)))?.[1];
+        const state = executionState(parts.content);
         if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state);
       } else if (channel === 'shell' && header.msgType === 'execute_reply') {
         const receipt = t.onReply(parent.msgId);
@@ -311,6 +334,24 @@ export class Provider {
     }
     const frame = kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
     this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
+    if (parent) this.pairReplyWithIdle(k.id, channel, header.msgType, parent.msgId, parts.content);
+  }
+
+  /** Sends a reply and the `idle` that follows it in one writev (IDLE_HOLD_MS). */
+  private pairReplyWithIdle(kernelId: string, channel: Channel, msgType: string, parentId: string, content: Buffer): void {
+    const tcp = this.tunnelTcp;
+    if (!tcp) return;
+    const key = `${kernelId} ${parentId}`;
+    if (channel === 'iopub') {
+      if (msgType !== 'status' || executionState(content) !== 'idle') return;
+      if (this.awaitingIdle.delete(key)) releaseFlush(tcp);
+      else this.lastStatusParent.set(kernelId, parentId); // the reply may come after its idle
+      return;
+    }
+    if (!msgType.endsWith('_reply') || this.lastStatusParent.get(kernelId) === parentId) return;
+    if (this.awaitingIdle.size >= MAX_AWAITING_IDLE) this.awaitingIdle.clear(); // idles that never came
+    this.awaitingIdle.add(`${kernelId} ${parentId}`);
+    holdFlush(tcp, IDLE_HOLD_MS);
   }
 
   private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {
@@ -362,7 +403,12 @@ export class Provider {
   }
 }
 
-function wsSocket(ws: WebSocket): OutboxSocket {
+/** busy/idle of an iopub status message's content (the first bytes are enough). */
+function executionState(content: Buffer): string | undefined {
+  return /"execution_state"\s*:\s*"(busy|idle)"/.exec(content.toString('utf8', 0, Math.min(content.length, 256)))?.[1];
+}
+
+function wsSocket(ws: WebSocket, tcp: Duplex | undefined): OutboxSocket {
   return {
     get open() {
       return ws.readyState === ws.OPEN;
@@ -372,6 +418,9 @@ function wsSocket(ws: WebSocket): OutboxSocket {
     },
     send(data, cb) {
       if (ws.readyState !== ws.OPEN) return cb(new Error('tunnel closed'));
+      // Messages the kernels emit in one I/O pass (a reply and the idle after it, a burst of
+      // output) leave in one writev; see cork.ts.
+      corkForTick(tcp);
       ws.send(data, { binary: true }, cb);
     },
   };
