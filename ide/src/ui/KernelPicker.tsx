@@ -32,6 +32,9 @@ export function KernelPicker(props: { services: Services; current: string | unde
         <h2>Select a kernel</h2>
         <Show when={!specs.loading} fallback={<p>Loading kernels…</p>}>
           <Show when={!specs.error && !err()} fallback={<p class="error">Could not list kernels: {errorMessage(specs.error ?? err())}</p>}>
+            <Show when={list().length === 0}>
+              <p class="empty">No kernels are on offer right now: no provider is connected to this gateway.</p>
+            </Show>
             <table>
               <thead>
                 <tr><th>Kernel</th><th>Hardware</th><th>Memory</th><th>Price / kWh</th><th>Latency</th><th>Provider</th></tr>
