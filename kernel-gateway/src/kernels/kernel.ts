@@ -7,7 +7,8 @@
 // session_id, e.g. a Jupyter Server proxying for its own browsers). A reply that matches no
 // client falls back to every client rather than vanish. Frames are routed as v1 bytes; only
 // iopub `status` content is decoded (it is a few bytes) to keep `execution_state`.
-import { decodeV1, encodeV1, makeMessage, peekV1, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
+import { encodeV1, makeMessage, peekV1, splitV1, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
+import { isRecord } from '@kinesis/protocol/validate';
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ClientConnection } from './client.ts';
@@ -255,7 +256,10 @@ export class Kernel {
   #trackStatus(payload: Buffer): void {
     if (this.restartPending || this.state === 'dead') return;
     try {
-      const s = decodeV1(payload).content['execution_state'];
+      // Only the content is parsed (a status message is read on every execution's hot path).
+      const content = splitV1(payload).parts[3];
+      const parsed: unknown = content ? JSON.parse(content.toString('utf8')) : undefined;
+      const s = isRecord(parsed) ? parsed['execution_state'] : undefined;
       if (s === 'idle' || s === 'busy' || s === 'starting') this.state = s;
     } catch (err) {
       this.opts.logger.debug('undecodable status message', { kernel: this.id, error: errorText(err) });

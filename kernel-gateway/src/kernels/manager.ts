@@ -6,6 +6,7 @@ import { peekV1, type Hello, type KernelStatusEvent } from '@kinesis/protocol';
 import { buildCatalog, defaultSpecName, offersFor, type CatalogEntry } from '../kernelspecs/catalog.ts';
 import { gatewaySpecName } from '../kernelspecs/naming.ts';
 import { GatewayError, LinkClosedError, PlacementError } from '../errors.ts';
+import { afterFlush } from '../http/cork.ts';
 import { conflict, notFound } from '../http/errors.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ProviderLink } from '../providers/link.ts';
@@ -51,7 +52,7 @@ export class KernelManager implements ProviderEvents {
   readonly #kopts: KernelOptions;
   #disposed = false;
   #receipts: Array<{ kernel: Kernel; payload: Buffer }> = [];
-  #receiptImmediate: NodeJS.Immediate | undefined;
+  #receiptScheduled = false;
   #receiptTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -261,9 +262,7 @@ export class KernelManager implements ProviderEvents {
 
   /** Records every receipt still waiting (before a REST request reads the ledger, and at shutdown). */
   flushReceipts(): void {
-    if (this.#receiptImmediate) clearImmediate(this.#receiptImmediate);
     if (this.#receiptTimer) clearTimeout(this.#receiptTimer);
-    this.#receiptImmediate = undefined;
     this.#receiptTimer = undefined;
     const batch = this.#receipts;
     this.#receipts = [];
@@ -279,7 +278,8 @@ export class KernelManager implements ProviderEvents {
   // Verifying and storing a receipt costs ~0.5-1 ms of CPU (signature recovery, SQLite).
   // Done at once it would hold back the `idle` that follows the reply by that much, and the
   // client waits for both. So it waits for the kernel's `idle` (or RECEIPT_DEFER_MS), then
-  // runs in setImmediate, after the writes of that pass have been flushed (http/cork.ts).
+  // runs once the writes pending then have left (http/cork.ts afterFlush); the verdict
+  // (kinesis_usage) follows the idle.
   #deferReceipt(k: Kernel, payload: Buffer): void {
     this.#receipts.push({ kernel: k, payload });
     if (k.state === 'idle') this.#scheduleReceipts();
@@ -287,7 +287,12 @@ export class KernelManager implements ProviderEvents {
   }
 
   #scheduleReceipts(): void {
-    this.#receiptImmediate ??= setImmediate(() => this.flushReceipts());
+    if (this.#receiptScheduled) return;
+    this.#receiptScheduled = true;
+    afterFlush(() => {
+      this.#receiptScheduled = false;
+      this.flushReceipts();
+    });
   }
 
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void {
