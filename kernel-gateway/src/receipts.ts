@@ -1,8 +1,9 @@
 // Usage receipts ride in a shell execute_reply's `metadata.kinesis.receipt` (docs/metering.md).
 // This is the one place the gateway decodes an execute_reply's metadata: it verifies the
 // receipt against what the provider advertised and records it in the ledger. The reply itself
-// has already been relayed when this runs (a receipt never holds up a reply); the verdict
-// follows at once as a `kinesis_usage` iopub message whose parent is the execute_request, so
+// has already been relayed when this runs (a receipt never holds up a reply: KernelManager runs
+// this after the kernel's idle has left too); the verdict follows as a `kinesis_usage` iopub
+// message whose parent is the execute_request, so
 // a client shows a cell's cost as verified, or learns that the gateway rejected it.
 import { decodeV1, encodeV1, makeMessage, type HardwareInfo } from '@kinesis/protocol';
 import { USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
