@@ -90,9 +90,62 @@ export async function runKernelBench(): Promise<Record<string, unknown>> {
   };
   out['stdout10MB'] = { ...tput, ratio: tput.gatewayV1MBps / tput.jupyterServerMBps, target: '≥ 1.5× Jupyter Server', pass: tput.gatewayV1MBps >= 1.5 * tput.jupyterServerMBps };
 
+  out['metering'] = await meteringOverheadBench();
   out['relay'] = await relayBench();
   out['idleMemory'] = await idleMemoryBench();
   return out;
+}
+
+/**
+ * Issue 3: metering adds < 0.5 ms to the p50 round trip of a trivial execution. One gateway,
+ * two providers on this machine (one started with --no-metering), a kernel pinned to each,
+ * round trips alternated between them so both see the same machine conditions.
+ */
+export async function meteringOverheadBench(): Promise<Record<string, unknown>> {
+  const stack = await startStack({ provider: false });
+  try {
+    await stack.startProvider(['--name', 'metered'], 'provider-metered');
+    await stack.startProvider(['--name', 'unmetered', '--no-metering'], 'provider-unmetered');
+    const body = await rest<unknown>(stack.url, stack.token, 'GET', '/api/providers');
+    const list = (Array.isArray(body) ? body : (body as { providers: unknown[] }).providers) as { id?: string; address?: string; name: string }[];
+    const addr = (name: string): string => {
+      const p = list.find((x) => x.name === name);
+      if (!p) throw new Error(`provider ${name} not connected`);
+      return (p.id ?? p.address)!;
+    };
+    const spec = await pythonSpecName(stack);
+    const start = async (provider: string): Promise<WsKernelClient> => {
+      const k = await rest<{ id: string }>(stack.url, stack.token, 'POST', '/api/kernels', { name: spec, kinesis: { provider } });
+      return WsKernelClient.connect(stack.url, stack.token, k.id, 'v1');
+    };
+    const on = await start(addr('metered'));
+    const off = await start(addr('unmetered'));
+    let receipts = 0;
+    for (let i = 0; i < 20; i++) {
+      await on.execute('1+1');
+      await off.execute('1+1');
+    }
+    const xsOn: number[] = [];
+    const xsOff: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const a = await on.execute('1+1');
+      if ((a.reply.metadata['kinesis'] as { receipt?: unknown } | undefined)?.receipt) receipts++;
+      xsOn.push(a.ms);
+      xsOff.push((await off.execute('1+1')).ms);
+    }
+    on.close();
+    off.close();
+    const added = percentile(xsOn, 50) - percentile(xsOff, 50);
+    return {
+      rows: [row('metering on', xsOn), row('metering off', xsOff)],
+      repliesWithReceipt: receipts,
+      addedP50Ms: added,
+      target: 'metering adds < 0.5 ms at p50',
+      pass: added < 0.5 && receipts === ROUNDS,
+    };
+  } finally {
+    await stack.stop();
+  }
 }
 
 async function pythonSpecName(stack: Stack): Promise<string> {

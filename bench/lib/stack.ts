@@ -16,7 +16,8 @@ export interface Stack {
   readonly dataDir: string;
   readonly gateway: ChildProcess;
   provider: ChildProcess | undefined;
-  startProvider(extraArgs?: readonly string[]): Promise<ChildProcess>;
+  /** Starts a provider; `dir` names its data dir (and so its key): a second provider needs another. */
+  startProvider(extraArgs?: readonly string[], dir?: string): Promise<ChildProcess>;
   stopProvider(signal?: NodeJS.Signals): Promise<void>;
   restartGateway(): Promise<void>;
   stop(): Promise<void>;
@@ -101,11 +102,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return gateway;
     },
     provider: undefined,
-    async startProvider(extraArgs = []) {
+    async startProvider(extraArgs = [], dir = 'provider') {
       const before = await providerCount(url, token);
       const p = spawnTs(
         'provider-kernel/bin/kinesis-provider.mjs',
-        ['--gateway', url, '--data-dir', join(dataDir, 'provider'), ...extraArgs],
+        ['--gateway', url, '--data-dir', join(dataDir, dir), ...extraArgs],
         { JUPYTER_PATH: jupyterPath, ...(opts.providerEnv ?? {}) },
         log,
         'provider',

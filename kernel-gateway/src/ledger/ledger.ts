@@ -141,7 +141,7 @@ export class Ledger {
       this.#db.pragma('synchronous = NORMAL'); // WAL + NORMAL: durable across a process crash
       this.#db.exec(SCHEMA);
       // Ledgers written before gap_mj existed.
-      const cols = this.#db.prepare('PRAGMA table_info(receipts)').all() as Array<{ name: string }>;
+      const cols = this.#stmt('PRAGMA table_info(receipts)').all() as Array<{ name: string }>;
       if (!cols.some((c) => c.name === 'gap_mj')) this.#db.exec('ALTER TABLE receipts ADD COLUMN gap_mj INTEGER NOT NULL DEFAULT 0');
     } catch (cause) {
       throw new LedgerError('cannot open the usage ledger', { details: opts.dataDir, cause });
@@ -157,8 +157,7 @@ export class Ledger {
     this.#open();
     const now = Math.floor(ctx.receivedAtMs ?? Date.now());
     const run = this.#db.transaction((): RecordResult => {
-      const prevRow = this.#db
-        .prepare('SELECT seq, to_ms, cumulative_energy_mj, cumulative_amount, price_per_kwh, signature FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1')
+      const prevRow = this.#stmt('SELECT seq, to_ms, cumulative_energy_mj, cumulative_amount, price_per_kwh, signature FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1')
         .get(ctx.kernelId) as Pick<ReceiptRow, 'seq' | 'to_ms' | 'cumulative_energy_mj' | 'cumulative_amount' | 'price_per_kwh' | 'signature'> | undefined;
       const prev: PreviousReceipt | null = prevRow
         ? {
@@ -170,7 +169,7 @@ export class Ledger {
             signature: prevRow.signature,
           }
         : null;
-      const bySeq = this.#db.prepare('SELECT signature FROM receipts WHERE kernel_id = ? AND seq = ?').pluck();
+      const bySeq = this.#stmt('SELECT signature FROM receipts WHERE kernel_id = ? AND seq = ?').pluck();
       const v = verifyReceiptAgainst(providerAddress, signed, { ...ctx, receivedAtMs: now }, prev, this.#chainId, (q) =>
         q <= BigInt(Number.MAX_SAFE_INTEGER) ? (bySeq.get(ctx.kernelId, Number(q)) as string | undefined) : undefined,
       );
@@ -179,7 +178,7 @@ export class Ledger {
         return { ok: false, reason: v.reason, detail: v.detail };
       }
       if (v.duplicate) {
-        const row = this.#db.prepare('SELECT * FROM receipts WHERE kernel_id = ? AND seq = ?').get(ctx.kernelId, Number(v.receipt.message.seq)) as ReceiptRow;
+        const row = this.#stmt('SELECT * FROM receipts WHERE kernel_id = ? AND seq = ?').get(ctx.kernelId, Number(v.receipt.message.seq)) as ReceiptRow;
         return { ok: true, duplicate: true, record: toRecord(row) };
       }
       const m = v.receipt.message;
@@ -192,8 +191,7 @@ export class Ledger {
         cumulative_energy_mj: Number(m.cumulativeEnergyMj), cumulative_amount: m.cumulativeAmount, amount: amount.toString(),
         received_ms: now, signature: v.receipt.signature,
       };
-      this.#db
-        .prepare(
+      this.#stmt(
           `INSERT INTO receipts (kernel_id, session_id, provider, seq, msg_id, from_ms, to_ms, start_ms, end_ms, energy_mj, idle_mj, carried_mj,
             uncertainty_mj, gap_mj, method, quality, split, device, power_cap_mw, price_per_kwh, cumulative_energy_mj, cumulative_amount, amount, received_ms, signature)
            VALUES (@kernel_id, @session_id, @provider, @seq, @msg_id, @from_ms, @to_ms, @start_ms, @end_ms, @energy_mj, @idle_mj, @carried_mj,
@@ -210,8 +208,7 @@ export class Ledger {
     this.#open();
     const { where, params } = whereClause(filter);
     const limit = Math.min(Math.max(filter.limit ?? 1000, 0), 10_000);
-    const rows = this.#db
-      .prepare(`SELECT * FROM receipts ${where} ORDER BY to_ms, kernel_id, seq LIMIT ? OFFSET ?`)
+    const rows = this.#stmt(`SELECT * FROM receipts ${where} ORDER BY to_ms, kernel_id, seq LIMIT ? OFFSET ?`)
       .all(...params, limit, Math.max(filter.offset ?? 0, 0)) as ReceiptRow[];
     return { records: rows.map(toRecord), totals: this.totals(filter) };
   }
@@ -219,20 +216,18 @@ export class Ledger {
   totals(filter: UsageFilter = {}): UsageTotals {
     this.#open();
     const { where, params } = whereClause(filter);
-    const agg = this.#db
-      .prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(energy_mj), 0) AS e, COALESCE(SUM(idle_mj), 0) AS i, COALESCE(SUM(carried_mj), 0) AS c, COALESCE(SUM(gap_mj), 0) AS g FROM receipts ${where}`)
+    const agg = this.#stmt(`SELECT COUNT(*) AS n, COALESCE(SUM(energy_mj), 0) AS e, COALESCE(SUM(idle_mj), 0) AS i, COALESCE(SUM(carried_mj), 0) AS c, COALESCE(SUM(gap_mj), 0) AS g FROM receipts ${where}`)
       .get(...params) as { n: number; e: number; i: number; c: number; g: number };
     // Amounts are uint256 decimal strings: summed exactly in BigInt, not by SQLite.
     let amount = 0n;
-    for (const r of this.#db.prepare(`SELECT amount FROM receipts ${where}`).pluck().iterate(...params) as Iterable<string>) amount += BigInt(r);
+    for (const r of this.#stmt(`SELECT amount FROM receipts ${where}`).pluck().iterate(...params) as Iterable<string>) amount += BigInt(r);
     return { count: agg.n, energyMj: agg.e, idleEnergyMj: agg.i, carriedMj: agg.c, gapMj: agg.g, totalEnergyMj: agg.e + agg.i + agg.c + agg.g, amount: amount.toString() };
   }
 
   rejected(filter: Pick<UsageFilter, 'kernelId' | 'provider' | 'sessionId' | 'limit'> = {}): RejectedRecord[] {
     this.#open();
     const { where, params } = whereClause({ ...filter }, 'received_ms');
-    const rows = this.#db
-      .prepare(`SELECT kernel_id, session_id, provider, seq, reason, detail, received_ms FROM rejected_receipts ${where} ORDER BY id LIMIT ?`)
+    const rows = this.#stmt(`SELECT kernel_id, session_id, provider, seq, reason, detail, received_ms FROM rejected_receipts ${where} ORDER BY id LIMIT ?`)
       .all(...params, Math.min(Math.max(filter.limit ?? 1000, 0), 10_000)) as Array<{ kernel_id: string; session_id: string | null; provider: string; seq: string | null; reason: RejectReason; detail: string; received_ms: number }>;
     return rows.map((r) => ({ kernelId: r.kernel_id, sessionId: r.session_id, provider: r.provider, seq: r.seq, reason: r.reason, detail: r.detail, receivedMs: r.received_ms }));
   }
@@ -240,7 +235,7 @@ export class Ledger {
   /** The kernel's last accepted record, or null. */
   last(kernelId: string): UsageRecord | null {
     this.#open();
-    const row = this.#db.prepare('SELECT * FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1').get(kernelId) as ReceiptRow | undefined;
+    const row = this.#stmt('SELECT * FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1').get(kernelId) as ReceiptRow | undefined;
     return row ? toRecord(row) : null;
   }
 
@@ -258,13 +253,26 @@ export class Ledger {
     } catch {
       raw = '"unserializable"';
     }
-    this.#db
-      .prepare('INSERT INTO rejected_receipts (kernel_id, session_id, provider, seq, reason, detail, raw, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    this.#stmt('INSERT INTO rejected_receipts (kernel_id, session_id, provider, seq, reason, detail, raw, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(ctx.kernelId, ctx.sessionId ?? null, normalizeAddress(provider), receipt?.message.seq ?? null, reason, detail.slice(0, 1000), raw.slice(0, MAX_RAW_KEPT), now);
   }
 
   #open(): void {
     if (this.#closed) throw new LedgerError('the usage ledger is closed');
+  }
+
+  // Prepared once per distinct SQL text: preparing is most of a receipt's cost otherwise,
+  // and it runs right after every execute_reply. The texts are a small fixed set (the
+  // filters' WHERE clauses vary over a handful of shapes); the bound keeps it so.
+  readonly #stmts = new Map<string, Database.Statement>();
+
+  #stmt(sql: string): Database.Statement {
+    let st = this.#stmts.get(sql);
+    if (!st) {
+      st = this.#db.prepare(sql);
+      if (this.#stmts.size < 256) this.#stmts.set(sql, st);
+    }
+    return st;
   }
 }
 
