@@ -51,13 +51,13 @@ export class Router {
       if (!m) continue;
       pathMatched = true;
       if (c.route.method !== req.method) continue;
-      const params: Record<string, string> = {};
-      c.names.forEach((n, i) => {
-        params[n] = safeDecode(m[i + 1] ?? '');
-      });
-      const ctx = makeContext(req, res, url, params, this.#maxBody);
       try {
-        await c.route.handler(ctx);
+        // Decoding can fail on malformed percent-encoding: a 400, inside the error mapping.
+        const params: Record<string, string> = {};
+        c.names.forEach((n, i) => {
+          params[n] = safeDecode(m[i + 1] ?? '');
+        });
+        await c.route.handler(makeContext(req, res, url, params, this.#maxBody));
       } catch (err) {
         sendError(res, err);
       }
