@@ -49,6 +49,8 @@ describe('notebook on the Kinesis stack', () => {
     const receipt = cellAt(page, c0).locator('.receipt');
     await receipt.waitFor();
     expect(await receipt.textContent()).toMatch(/ran on .+\d.*(measured|estimated)/);
+    // and the gateway's verdict on it (kinesis_usage), not just the provider's claim
+    await receipt.locator('.verdict.accepted').waitFor();
     await expect.poll(() => page.locator('.session-total').textContent()).toMatch(/session: .*J/);
     // the kernel picker lists the provider's hardware and price
     await page.click('button.kernel-button');

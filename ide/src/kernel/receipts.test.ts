@@ -34,3 +34,14 @@ describe('receipts', () => {
     expect(parseReceipt(m)).toBeUndefined();
   });
 });
+
+describe('gateway verdicts', () => {
+  it('keeps well-formed verdicts and drops anything else', async () => {
+    const { parseVerdict, cellVerdict } = await import('./receipts.ts');
+    expect(parseVerdict({ accepted: true })).toEqual({ accepted: true });
+    expect(parseVerdict({ accepted: false, reason: 'bad-signature', detail: 'x' })).toEqual({ accepted: false, reason: 'bad-signature' });
+    for (const bad of [undefined, null, 'yes', { accepted: 'true' }, { reason: 'x' }]) expect(parseVerdict(bad)).toBeUndefined();
+    expect(cellVerdict({ kinesis: { receipt: {}, verdict: { accepted: true } } })).toEqual({ accepted: true });
+    expect(cellVerdict({})).toBeUndefined();
+  });
+});

@@ -62,6 +62,27 @@ export function receiptMetadata(metadata: unknown): { receipt: unknown } | undef
   return { receipt: JSON.parse(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as unknown };
 }
 
+/**
+ * The gateway's verdict on a receipt: it verifies each one (signature from the provider's
+ * registered address, sequence, cumulative figures, price, power cap) right after relaying
+ * the reply, and says so in a `kinesis_usage` iopub message; the IDE keeps it beside the
+ * receipt in the cell's metadata at `kinesis.verdict`.
+ */
+export interface Verdict {
+  readonly accepted: boolean;
+  readonly reason?: string;
+}
+
+export function parseVerdict(v: unknown): Verdict | undefined {
+  const o = v as { accepted?: unknown; reason?: unknown } | undefined;
+  if (!o || typeof o !== 'object' || typeof o.accepted !== 'boolean') return undefined;
+  const reason = str(o.reason, 64);
+  return reason === undefined ? { accepted: o.accepted } : { accepted: o.accepted, reason };
+}
+
+/** The verdict stored in a cell's metadata, if any. */
+export const cellVerdict = (metadata: unknown): Verdict | undefined => parseVerdict((metadata as { kinesis?: { verdict?: unknown } } | undefined)?.kinesis?.verdict);
+
 export const isMeasured = (r: Receipt): boolean => !/estimat/i.test(r.quality) && !/estimat/i.test(r.method);
 
 /** Energy for people: mJ below 1 J, then J, then Wh. */

@@ -11,7 +11,7 @@ import type { Services } from '../api/services.ts';
 import type { NotebookModel } from '../model/notebook.ts';
 import { applyIopub } from '../model/outputs.ts';
 import type { OutputState } from '../model/outputs.ts';
-import { parseReceipt, receiptMetadata } from './receipts.ts';
+import { parseReceipt, parseVerdict, receiptMetadata, type Verdict } from './receipts.ts';
 import type { Receipt } from './receipts.ts';
 
 export type CellRunState = 'idle' | 'queued' | 'running';
@@ -40,6 +40,10 @@ export class KernelController {
   readonly #exec = new Map<string, [Accessor<CellExec>, (v: CellExec) => void]>();
   readonly #stdin = new Map<string, [Accessor<StdinPrompt | undefined>, (v: StdinPrompt | undefined) => void]>();
   readonly #pending = new Map<string, { state: OutputState; dirty: boolean }>();
+  // execute_request msg_id → cell, and verdicts that arrived before their reply was handled
+  // (the gateway's `kinesis_usage` notice can overtake `future.done`). Both bounded.
+  readonly #execCells = new Map<string, string>();
+  readonly #earlyVerdicts = new Map<string, Verdict>();
   #session: Session.ISessionConnection | undefined;
   #frame = 0;
   #disposed = false;
@@ -136,7 +140,26 @@ export class KernelController {
     k.connectionStatusChanged.connect((_k, s) => {
       if (this.kernel === k) this.#setConnection(s);
     });
+    k.iopubMessage.connect((_k, msg) => {
+      if (this.kernel === k && (msg.header.msg_type as string) === 'kinesis_usage') this.#onUsage(msg.parent_header as { msg_id?: string }, msg.content);
+    });
   };
+
+  /** The gateway's verdict on a cell's receipt: kept beside the receipt in the cell's metadata. */
+  #onUsage(parent: { msg_id?: string }, content: unknown): void {
+    const msgId = parent.msg_id;
+    const verdict = parseVerdict((content as { verdict?: unknown } | undefined)?.verdict);
+    if (!msgId || !verdict) return;
+    const cellId = this.#execCells.get(msgId);
+    if (!cellId) return;
+    const current = this.model.cell(cellId)?.get('metadata') as { kinesis?: { receipt?: { message?: { msgId?: string } } } } | undefined;
+    if (current?.kinesis?.receipt?.message?.msgId === msgId) {
+      this.model.setCellMetadata(cellId, 'kinesis', { ...current.kinesis, verdict } as never);
+    } else {
+      if (this.#earlyVerdicts.size > 256) this.#earlyVerdicts.clear();
+      this.#earlyVerdicts.set(msgId, verdict);
+    }
+  }
 
   /** Renames the session with the notebook (PATCH /api/sessions). */
   async setPath(path: string): Promise<void> {
@@ -187,6 +210,9 @@ export class KernelController {
     const timing: Record<string, string> = {};
     let startedAt = 0;
     const future = k.requestExecute({ code, silent: false, store_history: true, allow_stdin: true, stop_on_error: true }, false);
+    const msgId = future.msg.header.msg_id;
+    if (this.#execCells.size > 1024) this.#execCells.delete(this.#execCells.keys().next().value as string);
+    this.#execCells.set(msgId, cellId);
     future.onIOPub = (msg) => {
       const type = msg.header.msg_type;
       if (type === 'status') {
@@ -235,7 +261,9 @@ export class KernelController {
       this.model.setCellMetadata(cellId, 'execution', timing);
       const receipt = parseReceipt(reply.metadata);
       const stored = receiptMetadata(reply.metadata);
-      this.model.setCellMetadata(cellId, 'kinesis', stored ? (stored as { receipt: never }) : undefined);
+      const early = this.#earlyVerdicts.get(msgId);
+      this.#earlyVerdicts.delete(msgId);
+      this.model.setCellMetadata(cellId, 'kinesis', stored ? ({ ...stored, ...(early ? { verdict: early } : {}) } as { receipt: never }) : undefined);
       if (receipt) this.#setLastReceipt(receipt);
       setExec({ state: 'idle', startedAt: startedAt || endedAt, endedAt });
       const st = (content as { status: string }).status;

@@ -6,7 +6,7 @@ import type { JSX } from 'solid-js';
 import type * as Y from 'yjs';
 import type { CellType, JsonObject, Output } from '@kinesis/protocol/notebook/index';
 import type { EditorPool, PooledEditor } from '../editor/pool.ts';
-import { costOf, formatCost, formatEnergy, isMeasured, parseReceipt } from '../kernel/receipts.ts';
+import { cellVerdict, costOf, formatCost, formatEnergy, isMeasured, parseReceipt } from '../kernel/receipts.ts';
 import { renderMarkdown } from '../render/markdown.ts';
 import type { NotebookView } from './view.ts';
 import { Outputs } from './Outputs.tsx';
@@ -148,6 +148,7 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
     return typeof c === 'number' ? `[${c}]` : '[ ]';
   };
   const receipt = createMemo(() => parseReceipt(fields().metadata));
+  const verdict = createMemo(() => cellVerdict(fields().metadata));
   const elapsed = createMemo(() => {
     const e = exec();
     if (e.state === 'idle' && e.startedAt !== undefined && e.endedAt !== undefined) return e.endedAt - e.startedAt;
@@ -229,6 +230,15 @@ export function CellView(props: { id: string; view: NotebookView; pool: EditorPo
                     <span class="device">ran on {r().device}</span>
                     <span class={isMeasured(r()) ? 'measured' : 'estimated'}>{formatEnergy(r().energyMj)} {isMeasured(r()) ? 'measured' : 'estimated'}</span>
                     <span class="cost" title="at this provider's price per kWh">≈ {formatCost(costOf(r().energyMj, r().pricePerKwh))}</span>
+                    <Show when={verdict()} fallback={<span class="verdict pending" title="the gateway has not confirmed this receipt yet">unverified</span>}>
+                      {(v) =>
+                        v().accepted ? (
+                          <span class="verdict accepted" title="the gateway verified the provider's signature and figures">✓ verified</span>
+                        ) : (
+                          <span class="verdict rejected" title="the gateway rejected this receipt: it is not billed">✗ rejected{v().reason ? ` (${v().reason})` : ''}</span>
+                        )
+                      }
+                    </Show>
                   </span>
                 )}
               </Show>
