@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, each side by side with its reference in one run.
 // Results go to bench/results/<name>.json and a summary in bench/results/README.md.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './lib/stack.ts';
 
@@ -37,6 +38,7 @@ for (const [name, load] of Object.entries(benches)) {
 console.log(JSON.stringify(summary, null, 2));
 process.exit(failed ? 1 : 0);
 
+// The load average goes with every result: other work on a 2-core machine inflates timings.
 function machine(): object {
-  return { node: process.version, cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null, platform: process.platform };
+  return { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, platform: process.platform, loadavg: loadavg().map((x) => +x.toFixed(2)) };
 }
