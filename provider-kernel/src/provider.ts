@@ -34,10 +34,13 @@ import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
 /**
- * After a reply, the tunnel's writes wait up to this long for the kernel's `status: idle`
- * with the same parent, so both cross in one writev (ipykernel publishes it ~0.1 ms later).
- * A client waiting for both (every Jupyter client does before it calls a cell done) loses
- * nothing; only a kernel that never sends that idle delays its reply, by at most this.
+ * After an execute_reply, the tunnel's writes wait up to this long for the kernel's
+ * `status: idle` with the same parent, so both cross in one writev (ipykernel publishes it
+ * ~0.1 ms later). A client waiting for both (every Jupyter client does before it calls a
+ * cell done) loses nothing; only a kernel that never sends that idle delays its reply, by
+ * at most this. Other replies are not held: a Jupyter Server 1.23 in --gateway-url mode was
+ * seen to stall (e2e/jupyter-server-gateway.test.ts) when kernel_info_reply and its idle
+ * arrived together, and they are not on any hot path.
  */
 const IDLE_HOLD_MS = 2;
 const MAX_AWAITING_IDLE = 256;
@@ -337,7 +340,7 @@ export class Provider {
     if (parent) this.pairReplyWithIdle(k.id, channel, header.msgType, parent.msgId, parts.content);
   }
 
-  /** Sends a reply and the `idle` that follows it in one writev (IDLE_HOLD_MS). */
+  /** Sends an execute_reply and the `idle` that follows it in one writev (IDLE_HOLD_MS). */
   private pairReplyWithIdle(kernelId: string, channel: Channel, msgType: string, parentId: string, content: Buffer): void {
     const tcp = this.tunnelTcp;
     if (!tcp) return;
@@ -348,7 +351,7 @@ export class Provider {
       else this.lastStatusParent.set(kernelId, parentId); // the reply may come after its idle
       return;
     }
-    if (!msgType.endsWith('_reply') || this.lastStatusParent.get(kernelId) === parentId) return;
+    if (msgType !== 'execute_reply' || this.lastStatusParent.get(kernelId) === parentId) return;
     if (this.awaitingIdle.size >= MAX_AWAITING_IDLE) this.awaitingIdle.clear(); // idles that never came
     this.awaitingIdle.add(`${kernelId} ${parentId}`);
     holdFlush(tcp, IDLE_HOLD_MS);
