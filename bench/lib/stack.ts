@@ -93,6 +93,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     return g;
   };
   let gateway = await startGw();
+  const providers: ChildProcess[] = []; // every provider started, so stop() ends them all
 
   const stack: Stack = {
     url,
@@ -113,6 +114,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         opts.providerNodeArgs,
       );
       stack.provider = p;
+      providers.push(p);
       await waitFor(async () => (await providerCount(url, token)) > before, 30_000, 'the provider to connect');
       return p;
     },
@@ -125,7 +127,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       gateway = await startGw();
     },
     async stop() {
-      await stopProc(stack.provider);
+      await Promise.all(providers.map((p) => stopProc(p)));
       await stopProc(gateway);
       rmSync(dataDir, { recursive: true, force: true });
     },
