@@ -112,7 +112,17 @@ export class Kernel {
       }
       this.setState('starting');
       try {
-        await this.launch(await newConnectionInfo(this.spec.name));
+        try {
+          await this.launch(await newConnectionInfo(this.spec.name));
+        } catch (first) {
+          // Ports are picked free and released before the kernel binds them (connection.ts),
+          // so another process can take one in between and the kernel exits at once. Only
+          // that case is retried, once, on fresh ports; a kernel that hangs is not.
+          if (!(first instanceof Error && /exited while starting/.test(first.message))) throw first;
+          this.o.logger.warn('kernel exited while starting; retrying once on fresh ports', { kernelId: this.id, error: first.message });
+          await this.cleanupProcess();
+          await this.launch(await newConnectionInfo(this.spec.name));
+        }
       } catch (e) {
         await this.cleanupProcess();
         this.setState('dead');
