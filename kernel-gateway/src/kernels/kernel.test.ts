@@ -15,6 +15,7 @@ class FakeWs {
   bufferedAmount = 0;
   readonly got: string[] = [];
   send(data: Buffer | string): void {
+    if (this.readyState !== 1) throw new Error('send on a socket that is not open');
     const m = typeof data === 'string' ? JSON.parse(data) : decodeV1(data);
     this.got.push(`${m.channel}:${m.content.n ?? m.header.msg_type}`);
   }
@@ -42,6 +43,7 @@ describe('Kernel routing and replay (seeded)', () => {
       const live = new Map<string, ClientConnection>();
       const ws = new Map<ClientConnection, FakeWs>();
       const detached = new Map<string, string[]>();
+      const closing: ClientConnection[] = [];
       let orphan: string[] = [];
       const expected = new Map<string, string[]>(sessions.map((s) => [s, []]));
       const seen = new Map<string, string[]>(sessions.map((s) => [s, []]));
@@ -63,9 +65,20 @@ describe('Kernel routing and replay (seeded)', () => {
           const conn = live.get(s)!;
           live.delete(s);
           seen.get(s)!.push(...ws.get(conn)!.got);
+          if (rand() < 0.5) {
+            (conn.ws as unknown as FakeWs).readyState = 3;
+            k.detach(conn);
+          } else {
+            // The client's close frame has arrived but ws's 'close' event comes later (after
+            // the closing handshake): frames routed meanwhile must be kept for the replay.
+            (conn.ws as unknown as FakeWs).readyState = 2;
+            closing.push(conn);
+          }
+          detached.set(s, []);
+        } else if (r < 0.35 && closing.length > 0) {
+          const conn = closing.splice(Math.floor(rand() * closing.length), 1)[0]!;
           (conn.ws as unknown as FakeWs).readyState = 3;
           k.detach(conn);
-          detached.set(s, []);
         } else {
           const iopub = rand() < 0.6;
           const tag = `${iopub ? 'iopub' : 'shell'}:${++n}`;

@@ -277,6 +277,11 @@ export class Kernel {
 
   /** Delivers one v1 frame. Returns true when a receiving client is congested. */
   #route(frame: Buffer, peek: V1Peek): boolean {
+    // A client whose socket stopped being OPEN (its close frame arrived, or its TCP
+    // connection died) is detached now rather than at ws's 'close' event, which comes only
+    // once the closing handshake ends: frames routed in between would otherwise go to a
+    // socket that can no longer take them and be lost instead of kept for the replay.
+    for (const c of this.clients) if (!c.open) this.detach(c);
     let legacy: string | Buffer | undefined | null = null;
     const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
     const parent = peek.parentHeader;
