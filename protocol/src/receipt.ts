@@ -17,10 +17,9 @@
 // down, and always applied to the cumulative energy, never summed per receipt, so the
 // provider is never paid more than its exact due and the shortfall never exceeds one
 // base unit over a kernel's whole life.
-import { getAddress } from 'ethers';
 import type { TypedDataDomain, TypedDataField } from 'ethers';
 import { compileStruct, domainSeparator } from './crypto/eip712.ts';
-import { bytesToHex, fastSigner, hexToBytes, recoverAddressFast, type FastSigner } from './crypto/secp256k1.ts';
+import { bytesToHex, checksumAddress, fastSigner, hexToBytes, recoverAddressFast, type FastSigner } from './crypto/secp256k1.ts';
 import { KinesisError, malformed, tooBig } from './errors.ts';
 import { oneOf, record, str, uintString, ADDRESS_RE } from './validate.ts';
 
@@ -181,7 +180,7 @@ function nativeSigner(signer: DigestSigner): FastSigner | undefined {
  */
 export function signReceipt(signer: DigestSigner, message: UsageReceipt, chainId: bigint | number): SignedReceipt {
   const checked = validateReceipt(message);
-  if (getAddress(signer.address) !== checked.provider) {
+  if (checksumAddress(signer.address) !== checked.provider) {
     throw new KinesisError('receipt provider is not the signer', { details: `${checked.provider} vs ${signer.address}` });
   }
   const digest = receiptDigestBytes(checked, chainId);
@@ -242,7 +241,7 @@ export function validateReceipt(v: unknown): UsageReceipt {
   const providerRaw = str(r.provider, 'receipt.message.provider', { re: ADDRESS_RE });
   let provider: string;
   try {
-    provider = getAddress(providerRaw); // also rejects a wrong mixed-case checksum
+    provider = checksumAddress(providerRaw); // also rejects a wrong mixed-case checksum
   } catch (cause) {
     throw malformed('receipt.message.provider has a bad checksum', cause);
   }

@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { getAddress } from 'ethers';
+import { checksumAddress } from '@kinesis/protocol/crypto/secp256k1';
 import { KinesisError } from '@kinesis/protocol/errors';
 import type { SignedReceipt } from '@kinesis/protocol/receipt';
 import { verifyReceiptAgainst, type PreviousReceipt, type ReceiptContext, type RejectReason } from './verify.ts';
@@ -282,7 +282,7 @@ export function openLedger(opts: LedgerOptions): Ledger {
 
 function normalizeAddress(a: string): string {
   try {
-    return getAddress(a);
+    return checksumAddress(a);
   } catch {
     return a.slice(0, 64);
   }

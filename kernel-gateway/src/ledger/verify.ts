@@ -1,7 +1,7 @@
 // What the gateway checks on every usage receipt before it passes it on (docs/metering.md,
 // "What the gateway checks"). Pure: the previous accepted receipt of the kernel comes in,
 // a verdict goes out; ledger.ts does the storage.
-import { getAddress } from 'ethers';
+import { checksumAddress } from '@kinesis/protocol/crypto/secp256k1';
 import {
   CAP_SLACK_MJ,
   amountForEnergy,
@@ -91,7 +91,7 @@ export function verifyReceiptAgainst(
   const reject = (reason: RejectReason, detail: string): Verdict => ({ ok: false, reason, detail, receipt });
   let registered: string;
   try {
-    registered = getAddress(providerAddress);
+    registered = checksumAddress(providerAddress);
   } catch {
     return reject('wrong-provider', 'the provider has no valid registered address');
   }

@@ -1,9 +1,9 @@
-import { TypedDataEncoder, Wallet, recoverAddress, Signature } from 'ethers';
+import { TypedDataEncoder, Wallet, getAddress, recoverAddress, Signature } from 'ethers';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../errors.ts';
 import { prng } from '../testing/prng.ts';
 import { compileStruct, domainSeparator } from './eip712.ts';
-import { bytesToHex, fastSigner, recoverAddressFast } from './secp256k1.ts';
+import { bytesToHex, checksumAddress, fastSigner, recoverAddressFast } from './secp256k1.ts';
 
 const FIELDS = [
   { name: 'provider', type: 'address' },
@@ -61,5 +61,38 @@ describe('fast EIP-712 and secp256k1', () => {
     expect(() => recoverAddressFast(digest, sig.serialized.slice(0, -2) + '05')).toThrow(ProtocolError);
     expect(() => recoverAddressFast(digest, '0x1234')).toThrow(ProtocolError);
     expect(() => recoverAddressFast(digest, '0x' + '00'.repeat(65))).toThrow(ProtocolError);
+  });
+
+  it('hashes repeated strings (the cached path) exactly as ethers does', () => {
+    const rand = prng(55);
+    const h = compileStruct('Thing', FIELDS);
+    const pool = ['python3', 'estimate', 'cpu:Intel Xeon', '', 'ünïcødé ✓'];
+    const domain = { chainId: 31337n };
+    for (let i = 0; i < 300; i++) {
+      const msg = { ...randomMessage(rand), kernelId: pool[Math.floor(rand() * pool.length)]! };
+      expect(bytesToHex(h.digest(domainSeparator(domain), msg))).toBe(TypedDataEncoder.hash(domain, { Thing: FIELDS }, msg));
+    }
+  });
+
+  it('checksums addresses as ethers getAddress does, and refuses a wrong mixed-case checksum', () => {
+    const rand = prng(55);
+    for (let i = 0; i < 200; i++) {
+      const a = Wallet.createRandom().address;
+      const lower = a.toLowerCase();
+      const upper = '0x' + a.slice(2).toUpperCase();
+      for (const form of [a, lower, upper]) {
+        expect(checksumAddress(form)).toBe(getAddress(form));
+        expect(checksumAddress(form)).toBe(a); // twice: the memo answers the same
+      }
+      // Flip the case of one letter of a checksummed address: both must refuse it.
+      const letters = [...a.slice(2)].map((c, j) => (/[a-fA-F]/.test(c) ? j : -1)).filter((j) => j >= 0);
+      if (letters.length < 2) continue;
+      const j = letters[Math.floor(rand() * letters.length)]! + 2;
+      const c = a[j]!;
+      const bad = a.slice(0, j) + (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()) + a.slice(j + 1);
+      expect(() => getAddress(bad)).toThrow();
+      expect(() => checksumAddress(bad)).toThrow(ProtocolError);
+    }
+    for (const bad of ['', '0x', '0x123', 'ab'.repeat(20), '0x' + 'g'.repeat(40), '0x' + 'a'.repeat(41)]) expect(() => checksumAddress(bad)).toThrow(ProtocolError);
   });
 });

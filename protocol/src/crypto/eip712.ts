@@ -13,13 +13,39 @@ const te = new TextEncoder();
 
 function word(n: bigint, bits: number, field: string): Uint8Array {
   if (n < 0n || n >= 1n << BigInt(bits)) throw malformed(`${field} does not fit uint${bits}`);
-  return hexToBytes(n.toString(16).padStart(64, '0'), 32);
+  const out = new Uint8Array(32);
+  // Big-endian, 8 bits at a time from the low end (no hex string round trip).
+  for (let i = 31; i >= 0 && n > 0n; i--) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
 }
 
 type Encoder = (v: unknown) => Uint8Array;
 
+// A receipt repeats most of its string fields (kernel id, method, quality, split, device)
+// from one execution to the next, and a keccak is the largest part of hashing one: the
+// hashes of recent short strings are kept. Bounded, and cleared whole when full (cheaper
+// than LRU bookkeeping on this path; refilling costs one hash per string).
+const STRING_HASHES = new Map<string, Uint8Array>();
+const STRING_HASHES_MAX = 4096;
+const STRING_CACHE_MAX_LENGTH = 256;
+
+function hashString(s: string): Uint8Array {
+  if (s.length > STRING_CACHE_MAX_LENGTH) return keccak256(te.encode(s));
+  let h = STRING_HASHES.get(s);
+  if (h === undefined) {
+    h = keccak256(te.encode(s));
+    if (STRING_HASHES.size >= STRING_HASHES_MAX) STRING_HASHES.clear();
+    STRING_HASHES.set(s, h);
+  }
+  return h;
+}
+
 function encoderFor(f: FlatField): Encoder {
-  if (f.type === 'string') return (v) => keccak256(te.encode(String(v)));
+  // The cached array is only ever copied out (`buf.set`), never handed to callers.
+  if (f.type === 'string') return (v) => hashString(String(v));
   if (f.type === 'address')
     return (v) => {
       const out = new Uint8Array(32);
