@@ -4,6 +4,7 @@ import { startStack } from '../lib/stack.ts';
 import { WsKernelClient, rest, percentile } from '../lib/ws-kernel-client.ts';
 import { startDirectKernel } from '../lib/direct-kernel.ts';
 const ticks = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return Number(f[11]) + Number(f[12]); };
+const uticks = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" "); return Number(f[11]); };
 const kernelPid = (tag: string) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => { try { const c = readFileSync(`/proc/${p}/cmdline`, 'utf8'); return c.includes('ipykernel_launcher') && c.includes(tag); } catch { return false; } });
 const d = await startDirectKernel();
 for (let i = 0; i < 30; i++) await d.execute('1+1');
@@ -19,10 +20,10 @@ for (const args of [['--no-metering'], []]) {
   const c = await WsKernelClient.connect(s.url, s.token, k.id, 'v1');
   for (let i = 0; i < 30; i++) await c.execute('1+1');
   const kp = Number(kernelPid(k.id));
-  const g0 = ticks(s.gateway.pid!), p0 = ticks(s.provider!.pid!), kk0 = ticks(kp), me0 = process.cpuUsage();
+  const gu0 = uticks(s.gateway.pid!), pu0 = uticks(s.provider!.pid!); const g0 = ticks(s.gateway.pid!), p0 = ticks(s.provider!.pid!), kk0 = ticks(kp), me0 = process.cpuUsage();
   const xs: number[] = [];
   for (let i = 0; i < 300; i++) xs.push((await c.execute('1+1')).ms);
   const me = process.cpuUsage(me0);
-  console.log(args.join(' ') || 'metering on', 'p50', percentile(xs, 50).toFixed(2), 'cpu ms/rt gateway', ((ticks(s.gateway.pid!) - g0) * 10 / 300).toFixed(2), 'provider', ((ticks(s.provider!.pid!) - p0) * 10 / 300).toFixed(2), 'kernel', ((ticks(kp) - kk0) * 10 / 300).toFixed(2), 'client', ((me.user + me.system) / 1000 / 300).toFixed(2));
+  console.log(args.join(' ') || 'metering on', 'p50', percentile(xs, 50).toFixed(2), 'cpu ms/rt gateway', ((ticks(s.gateway.pid!) - g0) * 10 / 300).toFixed(2), 'provider', ((ticks(s.provider!.pid!) - p0) * 10 / 300).toFixed(2), 'kernel', ((ticks(kp) - kk0) * 10 / 300).toFixed(2), 'client', ((me.user + me.system) / 1000 / 300).toFixed(2), '| user part: gateway', ((uticks(s.gateway.pid!) - gu0) * 10 / 300).toFixed(2), 'provider', ((uticks(s.provider!.pid!) - pu0) * 10 / 300).toFixed(2), 'client', (me.user / 1000 / 300).toFixed(2));
   c.close(); await s.stop();
 }

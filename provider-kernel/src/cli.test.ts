@@ -6,7 +6,7 @@ describe('kinesis-provider flags', () => {
     const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
     expect(r).toEqual({
       help: false,
-      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n },
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 8 },
     });
     expect(parseCli(['--help'])).toEqual({ help: true });
     const off = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--no-metering']);
@@ -25,5 +25,8 @@ describe('kinesis-provider flags', () => {
     expect(() => parseCli([...base, '--gateway', 'http://x', '--bogus'])).toThrow(/Unknown option/);
     expect(() => parseCli([...base, '--gateway', 'http://x', '--max-kernels', '0'])).toThrow(/max-kernels/);
     expect(() => parseCli([...base, '--gateway', 'http://x', '--log-level', 'loud'])).toThrow(/log-level/);
+    for (const bad of ['-1', '1.5', '1001', '08', 'x']) expect(() => parseCli([...base, '--gateway', 'http://x', '--output-batch-ms', bad])).toThrow(/output-batch-ms/);
+    const zero = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--output-batch-ms', '0']);
+    expect(zero.help === false && zero.config.outputBatchMs).toBe(0);
   });
 });

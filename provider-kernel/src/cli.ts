@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { ProviderConfigError } from './errors.ts';
 import { tunnelUrl } from './link.ts';
 import type { LogLevel } from './logger.ts';
+import { DEFAULT_OUTPUT_BATCH_MS } from './batch.ts';
 
 export const USAGE = `Usage: kinesis-provider --gateway <url> --data-dir <dir> [options]
 
@@ -21,6 +22,8 @@ Options:
   --kernel-user <user> run kernels as this Unix user (the provider must run as root)
   --chain-id <n>       chain id the usage receipts are signed for (default 31337, local anvil)
   --no-metering        run without the energy meter (replies carry no receipts)
+  --output-batch-ms <n> a running cell's output leaves in batches at most n ms apart
+                       (default 8; 0 sends each message at once; at most 1000)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
@@ -38,6 +41,7 @@ export interface CliConfig {
   readonly logLevel: LogLevel;
   /** undefined: metering off. */
   readonly chainId: bigint | undefined;
+  readonly outputBatchMs: number;
 }
 
 export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
@@ -61,6 +65,7 @@ export function parseCli(argv: readonly string[]): CliResult {
         'chain-id': { type: 'string' },
         'no-metering': { type: 'boolean' },
         'kernel-user': { type: 'string' },
+        'output-batch-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -87,6 +92,10 @@ export function parseCli(argv: readonly string[]): CliResult {
   if (level !== 'debug' && level !== 'info' && level !== 'warn' && level !== 'error') throw new ProviderConfigError('--log-level must be debug, info, warn or error');
   const chainText = values['chain-id'] ?? '31337';
   if (typeof chainText !== 'string' || !/^[1-9][0-9]{0,19}$/.test(chainText)) throw new ProviderConfigError('--chain-id must be a positive whole number');
+  const batchText = values['output-batch-ms'] ?? String(DEFAULT_OUTPUT_BATCH_MS);
+  if (typeof batchText !== 'string' || !/^(0|[1-9][0-9]{0,3})$/.test(batchText) || Number(batchText) > 1000) {
+    throw new ProviderConfigError('--output-batch-ms must be a whole number of milliseconds from 0 to 1000');
+  }
   const dirs = values['kernelspec-dir'];
   return {
     help: false,
@@ -100,6 +109,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       maxKernels: Number(maxText),
       logLevel: level,
       chainId: values['no-metering'] ? undefined : BigInt(chainText),
+      outputBatchMs: Number(batchText),
     },
   };
 }

@@ -35,6 +35,8 @@ export interface StartProviderOptions {
   /** nvidia-smi to query; false to skip GPU detection. */
   readonly nvidiaSmi?: string | false;
   readonly maxKernels?: number;
+  /** A running cell's output leaves in batches at most this many ms apart (batch.ts; default 8, 0: off). */
+  readonly outputBatchMs?: number;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
@@ -122,6 +124,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.name !== undefined ? { name: opts.name } : {}),
     ...(meter ? { meter } : {}),
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
+    ...(opts.outputBatchMs !== undefined ? { outputBatchMs: opts.outputBatchMs } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(kernelUser ? { kernelUser } : {}),
     ...(opts.link ? { link: opts.link } : {}),

@@ -25,6 +25,7 @@ async function main(): Promise<number> {
       dataDir: c.dataDir,
       pricePerKwh: c.pricePerKwh,
       maxKernels: c.maxKernels,
+      outputBatchMs: c.outputBatchMs,
       logger,
       metering: c.chainId === undefined ? false : { chainId: c.chainId },
       ...(c.name ? { name: c.name } : {}),

@@ -28,22 +28,14 @@ import { TunnelLink, type LinkOptions } from './link.ts';
 import type { Logger } from './logger.ts';
 import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './metering.ts';
 import { Outbox, type OutboxOptions, type OutboxSocket } from './outbox.ts';
+import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
 import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
 
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
-/**
- * After an execute_reply, the tunnel's writes wait up to this long for the kernel's
- * `status: idle` with the same parent, so both cross in one writev (ipykernel publishes it
- * ~0.1 ms later). A client waiting for both (every Jupyter client does before it calls a
- * cell done) loses nothing; only a kernel that never sends that idle delays its reply, by
- * at most this. Other replies are not held: a Jupyter Server 1.23 in --gateway-url mode was
- * seen to stall (e2e/jupyter-server-gateway.test.ts) when kernel_info_reply and its idle
- * arrived together, and they are not on any hot path.
- */
-const IDLE_HOLD_MS = 2;
-const MAX_AWAITING_IDLE = 256;
+/** Held tunnel writes leave at once past this many bytes, whatever the batch's age. */
+const BATCH_MAX_BYTES = 256 * 1024;
 
 export interface ProviderOptions {
   readonly gatewayUrl: string;
@@ -63,6 +55,8 @@ export interface ProviderOptions {
   readonly outbox?: Omit<OutboxOptions, 'dropNotice' | 'onDrop'>;
   readonly kernelStartTimeoutMs?: number;
   readonly kernelShutdownTimeoutMs?: number;
+  /** Output of a running cell leaves in batches at most this far apart (batch.ts); 0: off. */
+  readonly outputBatchMs?: number;
 }
 
 interface KernelEntry {
@@ -89,14 +83,15 @@ export class Provider {
   private badFrames = 0;
   /** The TCP socket under the tunnel (for holding a flush), while connected. */
   private tunnelTcp: Duplex | undefined;
-  /** `<kernel id> <parent msg_id>` of replies sent whose `idle` has not come yet. */
-  private readonly awaitingIdle = new Set<string>();
-  /** Per kernel, the parent of the last status seen with no reply waiting for it. */
-  private readonly lastStatusParent = new Map<string, string>();
+  private readonly batcher: ExecutionBatcher;
 
   constructor(private readonly o: ProviderOptions) {
     this.address = o.identity.address;
     this.specs = new Map(o.kernelspecs.slice(0, MAX_ADVERTISED_SPECS).map((s) => [s.name, s]));
+    this.batcher = new ExecutionBatcher(
+      { hold: (ms) => holdFlush(this.tunnelTcp, ms), release: () => releaseFlush(this.tunnelTcp) },
+      o.outputBatchMs ?? DEFAULT_OUTPUT_BATCH_MS,
+    );
     this.outbox = new Outbox({
       ...o.outbox,
       dropNotice: (id, count, bytes, parent) => this.dropNotice(id, count, bytes, parent),
@@ -111,7 +106,7 @@ export class Provider {
         hello: () => this.helloBody(),
         onWelcome: (ws, w, tcp) => {
           this.tunnelTcp = tcp;
-          this.awaitingIdle.clear();
+          this.batcher.reset();
           this.outbox.attach(wsSocket(ws, tcp), w.initialCredit);
           for (const e of this.kernels.values()) {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
@@ -300,7 +295,7 @@ export class Provider {
 
   private forget(kernelId: string): void {
     if (!this.kernels.delete(kernelId)) return;
-    this.lastStatusParent.delete(kernelId);
+    this.batcher.forget(kernelId);
     this.outbox.removeKernel(kernelId);
   }
 
@@ -315,6 +310,7 @@ export class Provider {
     onStatus: (k, status, reason) => {
       const e = this.kernels.get(k.id);
       if (status === 'dead' && e) this.detachMeter(e);
+      if (status === 'dead' || status === 'restarting') this.batcher.forget(k.id);
       const sent = this.sendStatus(k.id, status, reason);
       if (status === 'dead' && e && !sent) e.deadUnsent = true;
     },
@@ -325,36 +321,18 @@ export class Provider {
     const entry = this.kernels.get(k.id);
     if (!entry) return;
     let metadata = parts.metadata;
+    const state = channel === 'iopub' && header.msgType === 'status' ? executionState(parts.content) : undefined;
     const t = entry.tracker;
     if (t && parent?.msgType === 'execute_request') {
-      if (channel === 'iopub' && header.msgType === 'status') {
-        const state = executionState(parts.content);
-        if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state);
-      } else if (channel === 'shell' && header.msgType === 'execute_reply') {
+      if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state);
+      else if (channel === 'shell' && header.msgType === 'execute_reply') {
         const receipt = t.onReply(parent.msgId);
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }
     const frame = kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
     this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
-    if (parent) this.pairReplyWithIdle(k.id, channel, header.msgType, parent.msgId, parts.content);
-  }
-
-  /** Sends an execute_reply and the `idle` that follows it in one writev (IDLE_HOLD_MS). */
-  private pairReplyWithIdle(kernelId: string, channel: Channel, msgType: string, parentId: string, content: Buffer): void {
-    const tcp = this.tunnelTcp;
-    if (!tcp) return;
-    const key = `${kernelId} ${parentId}`;
-    if (channel === 'iopub') {
-      if (msgType !== 'status' || executionState(content) !== 'idle') return;
-      if (this.awaitingIdle.delete(key)) releaseFlush(tcp);
-      else this.lastStatusParent.set(kernelId, parentId); // the reply may come after its idle
-      return;
-    }
-    if (msgType !== 'execute_reply' || this.lastStatusParent.get(kernelId) === parentId) return;
-    if (this.awaitingIdle.size >= MAX_AWAITING_IDLE) this.awaitingIdle.clear(); // idles that never came
-    this.awaitingIdle.add(`${kernelId} ${parentId}`);
-    holdFlush(tcp, IDLE_HOLD_MS);
+    this.batcher.onMessage(k.id, channel, header.msgType, parent?.msgType, parent?.msgId, state);
   }
 
   private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {
@@ -425,6 +403,8 @@ function wsSocket(ws: WebSocket, tcp: Duplex | undefined): OutboxSocket {
       // output) leave in one writev; see cork.ts.
       corkForTick(tcp);
       ws.send(data, { binary: true }, cb);
+      // A cell flooding output does not pile up behind a batch (batch.ts).
+      if (tcp && tcp.writableLength > BATCH_MAX_BYTES) releaseFlush(tcp);
     },
   };
 }
