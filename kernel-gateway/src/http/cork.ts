@@ -15,25 +15,11 @@ import type { Duplex } from 'node:stream';
 let corked = new Set<Duplex>();
 let scheduled = false;
 
-let after: Array<() => void> = [];
-
 function flush(): void {
   scheduled = false;
   const sockets = corked;
   corked = new Set();
   for (const s of sockets) if (!s.destroyed) s.uncork();
-  const fns = after;
-  after = [];
-  for (const fn of fns) fn();
-}
-
-/**
- * Runs `fn` once the writes pending now have left (or in setImmediate when none are
- * pending): for work that must not delay them, such as recording a usage receipt.
- */
-export function afterFlush(fn: () => void): void {
-  if (scheduled) after.push(fn);
-  else setImmediate(fn);
 }
 
 export function corkForTick(socket: Duplex | undefined): void {

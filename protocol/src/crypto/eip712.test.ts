@@ -95,4 +95,28 @@ describe('fast EIP-712 and secp256k1', () => {
     }
     for (const bad of ['', '0x', '0x123', 'ab'.repeat(20), '0x' + 'g'.repeat(40), '0x' + 'a'.repeat(41)]) expect(() => checksumAddress(bad)).toThrow(ProtocolError);
   });
+
+  it('encodes integers given as decimal strings and numbers (the Number fast path) as ethers does, and range-checks them', () => {
+    const fields = [
+      { name: 'a', type: 'uint256' },
+      { name: 'b', type: 'uint64' },
+      { name: 'c', type: 'uint8' },
+    ];
+    const h = compileStruct('Ints', fields);
+    const sep = domainSeparator({ chainId: 1n });
+    const rand = prng(9);
+    const samples = ['0', '1', '255', '999999999999999', '1000000000000000', String(2 ** 53 - 1), String(2n ** 64n - 1n), String(2n ** 200n + 7n), '007'];
+    for (let i = 0; i < 300; i++) {
+      const a = i < samples.length ? samples[i]! : String(Math.floor(rand() * 10 ** (1 + Math.floor(rand() * 15))));
+      const b = i % 2 ? Number(a.length <= 15 ? a : '5') : a.length <= 19 && BigInt(a) < 2n ** 64n ? a : '12';
+      const c = String(Math.floor(rand() * 256));
+      const msg = { a, b, c };
+      expect(bytesToHex(h.digest(sep, msg)), a).toBe(TypedDataEncoder.hash({ chainId: 1n }, { Ints: fields }, { a: BigInt(a), b: BigInt(b), c: BigInt(c) }));
+    }
+    expect(() => h.digest(sep, { a: '1', b: '1', c: '256' })).toThrow(ProtocolError);
+    expect(() => h.digest(sep, { a: '1', b: String(2n ** 64n), c: '1' })).toThrow(ProtocolError);
+    expect(() => h.digest(sep, { a: '-1', b: '1', c: '1' })).toThrow(ProtocolError);
+    expect(() => h.digest(sep, { a: 'x', b: '1', c: '1' })).toThrow(ProtocolError);
+    expect(() => h.digest(sep, { a: 1.5, b: '1', c: '1' })).toThrow(ProtocolError);
+  });
 });

@@ -24,6 +24,18 @@ function word(n: bigint, bits: number, field: string): Uint8Array {
 
 type Encoder = (v: unknown) => Uint8Array;
 
+/** At most 15 decimal digits: always below 2^53, so exact as a Number. */
+const SMALL_DEC = /^[0-9]{1,15}$/;
+
+function smallWord(x: number): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 31; x > 0; i--) {
+    out[i] = x % 256;
+    x = Math.floor(x / 256);
+  }
+  return out;
+}
+
 // A receipt repeats most of its string fields (kernel id, method, quality, split, device)
 // from one execution to the next, and a keccak is the largest part of hashing one: the
 // hashes of recent short strings are kept. Bounded, and cleared whole when full (cheaper
@@ -31,6 +43,8 @@ type Encoder = (v: unknown) => Uint8Array;
 const STRING_HASHES = new Map<string, Uint8Array>();
 const STRING_HASHES_MAX = 4096;
 const STRING_CACHE_MAX_LENGTH = 256;
+// Likewise the word of each recent address (a provider's own, every receipt).
+const ADDRESS_WORDS = new Map<string, Uint8Array>();
 
 function hashString(s: string): Uint8Array {
   if (s.length > STRING_CACHE_MAX_LENGTH) return keccak256(te.encode(s));
@@ -48,8 +62,14 @@ function encoderFor(f: FlatField): Encoder {
   if (f.type === 'string') return (v) => hashString(String(v));
   if (f.type === 'address')
     return (v) => {
-      const out = new Uint8Array(32);
-      out.set(hexToBytes(String(v), 20, f.name), 12);
+      const a = String(v);
+      let out = ADDRESS_WORDS.get(a);
+      if (out === undefined) {
+        out = new Uint8Array(32);
+        out.set(hexToBytes(a, 20, f.name), 12);
+        if (ADDRESS_WORDS.size >= STRING_HASHES_MAX) ADDRESS_WORDS.clear();
+        ADDRESS_WORDS.set(a, out);
+      }
       return out;
     };
   if (f.type === 'bool') return (v) => word(v ? 1n : 0n, 8, f.name);
@@ -58,6 +78,10 @@ function encoderFor(f: FlatField): Encoder {
   if (m) {
     const bits = Number(m[1]);
     return (v) => {
+      // Receipt fields are decimal strings that nearly always fit a double exactly: a
+      // Number path avoids ~30 BigInt operations per field on the reply path.
+      const small = typeof v === 'number' ? (Number.isSafeInteger(v) && v >= 0 ? v : -1) : typeof v === 'string' && SMALL_DEC.test(v) ? Number(v) : -1;
+      if (small >= 0 && (bits >= 53 || small < 2 ** bits)) return smallWord(small);
       let n: bigint;
       try {
         n = BigInt(v as string | number | bigint);
