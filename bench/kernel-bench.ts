@@ -3,8 +3,9 @@
 //     vs Jupyter Server 1.23. Target: gateway ≤ direct + 1.5 ms.
 //  2. 10 MB of stdout: gateway vs Jupyter Server. Target: ≥ 1.5× Jupyter Server.
 //  3. Relay: 100 client connections to one load-generating kernel emitting 200 msg/s
-//     (20,000 msg/s delivered); one-way latency kernel → client, p50/p99, against the same
-//     kernel read directly over ZMQ. Target: p99 added < 5 ms.
+//     (20,000 msg/s delivered); one-way latency kernel → client (the kernel stamps each
+//     message with CLOCK_MONOTONIC, each client stamps its arrival), p50/p99: all the
+//     latency the provider, tunnel and gateway add. Target: p99 < 5 ms.
 //  4. Gateway memory per idle connected client (RSS of the gateway process, 500 sockets).
 //     Target: < 64 KB.
 import { startDirectKernel } from './lib/direct-kernel.ts';
@@ -12,6 +13,8 @@ import { startJupyterServer } from './lib/jupyter-server.ts';
 import { loadKernelSpec, startStack, type Stack } from './lib/stack.ts';
 import { WsKernelClient, percentile, rest, type Framing } from './lib/ws-kernel-client.ts';
 import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { V1_SUBPROTOCOL } from '@kinesis/protocol';
 
 const ROUNDS = Number(process.env['KINESIS_BENCH_ROUNDS'] ?? 300);
 const TEN_MB = "import sys\ns='x'*1023+'\\n'\nfor _ in range(10240): sys.stdout.write(s)\nsys.stdout.flush()";
@@ -155,7 +158,7 @@ async function pythonSpecName(stack: Stack): Promise<string> {
   return py[0];
 }
 
-async function relayBench(): Promise<Record<string, unknown>> {
+export async function relayBench(): Promise<Record<string, unknown>> {
   const CLIENTS = 100;
   const RATE = 200; // msgs/s from the kernel; × 100 connections = 20,000 msg/s relayed
   const SECONDS = 5;
@@ -165,34 +168,70 @@ async function relayBench(): Promise<Record<string, unknown>> {
     const name = Object.keys(specs.kernelspecs).find((n) => n.includes('load'));
     if (!name) throw new Error('load kernelspec not offered');
     const kid = await startKernel(stack.url, stack.token, name);
-    const clients = await Promise.all(Array.from({ length: CLIENTS }, () => WsKernelClient.connect(stack.url, stack.token, kid, 'v1')));
-    const lat: number[] = [];
-    let received = 0;
-    for (const c of clients) {
-      c.onMessage = (m) => {
-        if (m.header.msg_type !== 'stream') return;
-        const sent = BigInt(String(m.content['text']).split(' ', 1)[0] ?? '0');
-        lat.push(Number(process.hrtime.bigint() - sent) / 1e6);
-        received++;
-      };
-    }
-    await clients[0]!.execute(JSON.stringify({ rate: 10, seconds: 0.5 })); // warm
-    lat.length = 0;
-    received = 0;
-    const t0 = performance.now();
-    await clients[0]!.execute(JSON.stringify({ rate: RATE, seconds: SECONDS, size: 100 }));
-    await new Promise((r) => setTimeout(r, 200)); // let the last broadcasts land
-    const secs = (performance.now() - t0) / 1000;
-    for (const c of clients) c.close();
+    // One client drives the kernel; 100 listeners read each stream message's send stamp
+    // with a byte search (no JSON decode) and keep only the latency, in a preallocated
+    // array. All 100 copies of a message arrive at once and this one process reads them in
+    // turn: decoding each, or keeping every frame alive for the garbage collector, would
+    // add the harness's own queue and pauses to what is measured.
+    const driver = await WsKernelClient.connect(stack.url, stack.token, kid, 'v1');
     const expected = RATE * SECONDS * CLIENTS;
+    const lat = new Float64Array(expected * 2);
+    let n = 0;
+    let first = 0n;
+    let last = 0n;
+    let recording = false;
+    const marker = Buffer.from('"text":');
+    const url = `${stack.url.replace(/^http/, 'ws')}/api/kernels/${kid}/channels?session_id=${crypto.randomUUID()}`;
+    const listeners = await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${stack.token}` }, perMessageDeflate: false });
+        ws.on('message', (data: Buffer) => {
+          if (!recording) return;
+          const at = process.hrtime.bigint();
+          let k = data.indexOf(marker);
+          if (k < 0) return; // not a stream message
+          k += marker.length;
+          while (data[k] === 0x20 || data[k] === 0x22) k++; // space, opening quote
+          let sent = 0n;
+          for (; data[k]! >= 0x30 && data[k]! <= 0x39; k++) sent = sent * 10n + BigInt(data[k]! - 0x30);
+          if (n < lat.length) lat[n++] = Number(at - sent) / 1e6;
+          if (first === 0n) first = at;
+          last = at;
+        });
+        await new Promise((resolve, reject) => {
+          ws.once('open', resolve);
+          ws.once('error', reject);
+        });
+        return ws;
+      }),
+    );
+    await driver.execute(JSON.stringify({ rate: 10, seconds: 0.5 })); // warm
+    await new Promise((r) => setTimeout(r, 300)); // the warm-up's last broadcasts land first
+    recording = true;
+    const t0 = performance.now();
+    await driver.execute(JSON.stringify({ rate: RATE, seconds: SECONDS, size: 100 }));
+    await new Promise((r) => setTimeout(r, 200)); // let the last broadcasts land
+    recording = false;
+    const secs = (performance.now() - t0) / 1000;
+    driver.close();
+    for (const ws of listeners) ws.close();
+    const xs = Array.from(lat.subarray(0, n));
+    // Sustained rate: messages over the span from the first arrival to the last (not the
+    // harness's waits around the run).
+    const span = Number(last - first) / 1e9;
+    if (process.env['KINESIS_RELAY_DEBUG']) {
+      const sorted = [...xs].sort((a, b) => a - b);
+      console.error('deciles', [10, 50, 90, 95, 98, 99, 99.5, 99.9].map((q) => `${q}:${sorted[Math.floor((sorted.length * q) / 100)]!.toFixed(2)}`).join(' '));
+    }
     return {
       clients: CLIENTS,
-      deliveredMsgs: received,
+      deliveredMsgs: n,
       expectedMsgs: expected,
-      msgsPerSecond: received / secs,
-      latencyMs: { p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat) },
+      msgsPerSecond: span > 0 ? n / span : 0,
+      wallSeconds: secs,
+      latencyMs: { p50: percentile(xs, 50), p99: percentile(xs, 99), max: Math.max(...xs) },
       target: '20,000 msg/s across 100 clients, p99 added latency < 5 ms',
-      pass: received >= expected && percentile(lat, 99) < 5,
+      pass: n >= expected && n / span >= 20_000 * 0.98 && percentile(xs, 99) < 5,
     };
   } finally {
     await stack.stop();

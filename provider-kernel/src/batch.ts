@@ -1,26 +1,26 @@
-// Execution batching: while a kernel runs a cell, what it sends to the gateway leaves in
-// batches, at most `batchMs` apart, instead of one write per message.
+// Execution batching: the start of a cell's conversation with the gateway leaves in one
+// write instead of one per message.
 //
 // Why: a trivial cell makes ipykernel publish five messages in three bursts (busy and
 // execute_input; execute_result ~1 ms later; execute_reply and idle ~1-2 ms after that,
 // measured on this project's 2-core machines). Sent as they come, each burst wakes the
 // gateway and then the client while the kernel is still computing on the same two cores;
 // held until the cell ends they cross every hop in one write, so the client's round trip
-// gets shorter, not longer. A client waits for the reply and the idle anyway; what is
-// delayed is only the intermediate output, by at most `batchMs` (the flag
-// `--output-batch-ms`, default 8 ms, far under a screen refresh), after which a long cell's
-// output streams in `batchMs` windows. `0` turns batching off (each event-loop pass still
-// coalesces, see cork.ts).
+// gets shorter, not longer (docs/protocols.md has the figures).
 //
-// The batch ends (the held writes leave at once) when:
+// The hold starts at the kernel's `status: busy` for an execute_request and lasts at most
+// `batchMs` (the flag `--output-batch-ms`, default 6 ms: a short cell's whole conversation
+// fits). It ends at once when:
 //   - the execution is over: its execute_reply and its `status: idle` have both been sent,
 //     in either order (Jupyter messaging 5.3: the reply is on shell, the idle on iopub, so
 //     their order is not fixed);
 //   - the kernel asks for input (stdin `input_request`): a person is waiting to type;
-//   - `batchMs` has passed since the first held write (the next message starts a new one);
-//   - the bytes held pass `maxBytes` (checked by the caller, which sees the socket).
-// Only executions (an iopub `busy` whose parent is an execute_request) are batched:
-// kernel_info, complete, inspect and comm traffic outside a cell leave as before.
+//   - the bytes held pass a bound (checked by the caller, which sees the socket).
+// A longer cell's output is not held past those first `batchMs`: it streams as it comes
+// (each event-loop pass still coalesces, see cork.ts), so batching never adds more than
+// `batchMs` to any message, and only to a cell's first ones. `0` turns it off. Only
+// executions are batched: kernel_info, complete, inspect and comm traffic outside a cell
+// leave as before.
 
 export interface FlushControl {
   /** Keep the tunnel's writes corked for at most `maxMs` (no-op while already held). */
@@ -35,7 +35,7 @@ interface Running {
   idle: boolean;
 }
 
-export const DEFAULT_OUTPUT_BATCH_MS = 8;
+export const DEFAULT_OUTPUT_BATCH_MS = 6;
 
 /** Executions tracked at once; past this the oldest is forgotten (its kernel died mid-cell). */
 const MAX_RUNNING = 1024;
@@ -51,7 +51,8 @@ export class ExecutionBatcher {
   }
 
   /**
-   * Called for each kernel message just after it was handed to the tunnel. `status` is the
+   * Called for each kernel message just after it was handed to the tunnel (the hold that
+   * `busy` starts is the socket's: it ends by itself after `batchMs`). `status` is the
    * execution_state of an iopub status message, `parentType`/`parentId` its parent's.
    */
   onMessage(kernelId: string, channel: string, msgType: string, parentType: string | undefined, parentId: string | undefined, status: string | undefined): void {
@@ -74,11 +75,9 @@ export class ExecutionBatcher {
         if (run.replied && run.idle) {
           this.#running.delete(kernelId);
           this.ctl.release();
-          return;
         }
       }
     }
-    if (run) this.ctl.hold(this.batchMs);
   }
 
   /** The kernel is gone (shut down, dead, restarted): nothing of it is held any longer. */

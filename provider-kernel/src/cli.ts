@@ -22,8 +22,8 @@ Options:
   --kernel-user <user> run kernels as this Unix user (the provider must run as root)
   --chain-id <n>       chain id the usage receipts are signed for (default 31337, local anvil)
   --no-metering        run without the energy meter (replies carry no receipts)
-  --output-batch-ms <n> a running cell's output leaves in batches at most n ms apart
-                       (default 8; 0 sends each message at once; at most 1000)
+  --output-batch-ms <n> the first n ms of a cell's messages leave in one write
+                       (default 6; 0 sends each message at once; at most 1000)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 

@@ -55,7 +55,7 @@ export interface ProviderOptions {
   readonly outbox?: Omit<OutboxOptions, 'dropNotice' | 'onDrop'>;
   readonly kernelStartTimeoutMs?: number;
   readonly kernelShutdownTimeoutMs?: number;
-  /** Output of a running cell leaves in batches at most this far apart (batch.ts); 0: off. */
+  /** The first this-many ms of a cell's messages leave in one write (batch.ts); 0: off. */
   readonly outputBatchMs?: number;
 }
 
