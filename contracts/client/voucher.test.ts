@@ -3,18 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, VoucherError } from './errors.ts';
 import { parseDeployment, parseSignedVoucher, parseUint, parseVoucher, ZERO_ADDRESS, type Session } from './types.ts';
 import { canonicalSignature, escrowDomain, hashVoucher, recoverVoucherSigner, signVoucher, verifyVoucher } from './voucher.ts';
+import { prng as rng } from '@kinesis/protocol/testing/prng';
 
-// Seeded PRNG (mulberry32) so failures reproduce.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const randBig = (r: () => number, bits: number): bigint => {
   let x = 0n;
   for (let i = 0; i < bits; i += 16) x = (x << 16n) | BigInt(Math.floor(r() * 65536));

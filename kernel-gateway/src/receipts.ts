@@ -5,17 +5,23 @@
 // this after the kernel's idle has left too); the verdict follows as a `kinesis_usage` iopub
 // message whose parent is the execute_request, so
 // a client shows a cell's cost as verified, or learns that the gateway rejected it.
-import { decodeV1, encodeV1, makeMessage, type HardwareInfo } from '@kinesis/protocol';
-import { USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
+import { decodeV1, encodeV1, makeMessage, splitV1, type HardwareInfo } from '@kinesis/protocol';
+import { RECEIPT_METADATA_KEY, USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { Kernel } from './kernels/kernel.ts';
 import type { Ledger } from './ledger/index.ts';
 import { errorText, type Logger } from './logger.ts';
 
+const RECEIPT_KEY_BYTES = Buffer.from(`"${RECEIPT_METADATA_KEY}"`);
+
 export function receiptRecorder(ledger: Ledger, logger: Logger): (kernel: Kernel, payload: Buffer) => void {
   return (kernel, payload) => {
     let msg;
     try {
+      // Most replies carry no receipt (metering off, other kernels): look at the metadata
+      // part's bytes before decoding the whole message (its content can be large).
+      const metadata = splitV1(payload).parts[2];
+      if (!metadata || metadata.indexOf(RECEIPT_KEY_BYTES) < 0) return;
       msg = decodeV1(payload);
     } catch (err) {
       logger.warn('undecodable execute_reply; no receipt recorded', { kernel: kernel.id, error: errorText(err) });

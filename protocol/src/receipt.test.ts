@@ -12,6 +12,7 @@ import {
   type UsageReceipt,
 } from './receipt.ts';
 import { ProtocolError } from './errors.ts';
+import { prng as rng } from './testing/prng.ts';
 
 const wallet = new Wallet('0x' + '11'.repeat(32));
 const CHAIN = 31337n;
@@ -44,17 +45,6 @@ function sample(over: Partial<UsageReceipt> = {}): UsageReceipt {
   };
 }
 
-// A tiny seeded PRNG (mulberry32) so failures reproduce.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('amountForEnergy', () => {
   it('is floor(mJ × price / 3.6e9)', () => {

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { amountForEnergy, signReceipt, type SignedReceipt, type UsageReceipt } from '@kinesis/protocol/receipt';
 import { Router } from '../http/router.ts';
 import { openLedger, usageRoutes, type Ledger, type ReceiptContext } from './index.ts';
+import { prng as rng } from '@kinesis/protocol/testing/prng';
 
 const CHAIN = 31337n;
 const PRICE = 250_000_000_000_000_000n;
@@ -18,16 +19,6 @@ const provider = new Wallet('0x' + '33'.repeat(32));
 const attacker = new Wallet('0x' + '44'.repeat(32));
 const T0 = 1_790_000_000_000;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A provider-side chain of receipts for one kernel, as the meter would produce them. */
 class Chain {

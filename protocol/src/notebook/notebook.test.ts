@@ -5,6 +5,7 @@ import {
   notebookToYDoc, parseNotebook, rejoinNotebookLines, splitNotebookLines, setCellType, splitLines, stringifyNotebook, validateNotebook, yDocToNotebook,
 } from './index.ts';
 import type { Notebook } from './index.ts';
+import { prng as rng } from '../testing/prng.ts';
 
 const sample: Notebook = {
   nbformat: 4,
@@ -25,17 +26,6 @@ const sample: Notebook = {
   ],
 };
 
-// Seeded PRNG (mulberry32) so randomized tests are reproducible.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('nbformat', () => {
   it('round-trips through the Yjs document losslessly', () => {
