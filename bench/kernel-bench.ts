@@ -10,11 +10,11 @@
 //     Target: < 64 KB.
 import { startDirectKernel } from './lib/direct-kernel.ts';
 import { startJupyterServer } from './lib/jupyter-server.ts';
-import { loadKernelSpec, startStack, type Stack } from './lib/stack.ts';
+import { loadKernelSpec, repoRoot, startStack, type Stack } from './lib/stack.ts';
 import { WsKernelClient, percentile, rest, type Framing } from './lib/ws-kernel-client.ts';
 import { readFileSync } from 'node:fs';
-import WebSocket from 'ws';
-import { V1_SUBPROTOCOL } from '@kinesis/protocol';
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 
 const ROUNDS = Number(process.env['KINESIS_BENCH_ROUNDS'] ?? 300);
 const TEN_MB = "import sys\ns='x'*1023+'\\n'\nfor _ in range(10240): sys.stdout.write(s)\nsys.stdout.flush()";
@@ -161,6 +161,7 @@ async function pythonSpecName(stack: Stack): Promise<string> {
 export async function relayBench(): Promise<Record<string, unknown>> {
   const CLIENTS = 100;
   const RATE = 200; // msgs/s from the kernel; × 100 connections = 20,000 msg/s relayed
+  const LISTENER_PROCESSES = 2;
   const SECONDS = 5;
   const stack = await startStack({ kernelspecs: { 'kinesis-load': loadKernelSpec() } });
   try {
@@ -168,57 +169,55 @@ export async function relayBench(): Promise<Record<string, unknown>> {
     const name = Object.keys(specs.kernelspecs).find((n) => n.includes('load'));
     if (!name) throw new Error('load kernelspec not offered');
     const kid = await startKernel(stack.url, stack.token, name);
-    // One client drives the kernel; 100 listeners read each stream message's send stamp
-    // with a byte search (no JSON decode) and keep only the latency, in a preallocated
-    // array. All 100 copies of a message arrive at once and this one process reads them in
-    // turn: decoding each, or keeping every frame alive for the garbage collector, would
-    // add the harness's own queue and pauses to what is measured.
+    // One client drives the kernel; 100 listeners, spread over LISTENER_PROCESSES child
+    // processes (bench/lib/relay-listener.ts says why), stamp each stream message's arrival.
     const driver = await WsKernelClient.connect(stack.url, stack.token, kid, 'v1');
     const expected = RATE * SECONDS * CLIENTS;
-    const lat = new Float64Array(expected * 2);
-    let n = 0;
-    let first = 0n;
-    let last = 0n;
-    let recording = false;
-    const marker = Buffer.from('"text":');
     const url = `${stack.url.replace(/^http/, 'ws')}/api/kernels/${kid}/channels?session_id=${crypto.randomUUID()}`;
-    const listeners = await Promise.all(
-      Array.from({ length: CLIENTS }, async () => {
-        const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${stack.token}` }, perMessageDeflate: false });
-        ws.on('message', (data: Buffer) => {
-          if (!recording) return;
-          const at = process.hrtime.bigint();
-          let k = data.indexOf(marker);
-          if (k < 0) return; // not a stream message
-          k += marker.length;
-          while (data[k] === 0x20 || data[k] === 0x22) k++; // space, opening quote
-          let sent = 0n;
-          for (; data[k]! >= 0x30 && data[k]! <= 0x39; k++) sent = sent * 10n + BigInt(data[k]! - 0x30);
-          if (n < lat.length) lat[n++] = Number(at - sent) / 1e6;
-          if (first === 0n) first = at;
-          last = at;
-        });
-        await new Promise((resolve, reject) => {
-          ws.once('open', resolve);
-          ws.once('error', reject);
-        });
-        return ws;
-      }),
-    );
-    await driver.execute(JSON.stringify({ rate: 10, seconds: 0.5 })); // warm
-    await new Promise((r) => setTimeout(r, 300)); // the warm-up's last broadcasts land first
-    recording = true;
-    const t0 = performance.now();
-    await driver.execute(JSON.stringify({ rate: RATE, seconds: SECONDS, size: 100 }));
-    await new Promise((r) => setTimeout(r, 200)); // let the last broadcasts land
-    recording = false;
-    const secs = (performance.now() - t0) / 1000;
-    driver.close();
-    for (const ws of listeners) ws.close();
-    const xs = Array.from(lat.subarray(0, n));
+    const per = Math.ceil(CLIENTS / LISTENER_PROCESSES);
+    const children = Array.from({ length: LISTENER_PROCESSES }, (_, i) => {
+      const clients = Math.min(per, CLIENTS - i * per);
+      const child = fork(join(repoRoot, 'bench', 'lib', 'relay-listener.ts'), [], { execArgv: ['--import', join(repoRoot, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs')], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      return { child, clients };
+    });
+    type Reply = { ready?: boolean; error?: string; latencies?: number[]; first?: string; last?: string };
+    const next = (c: ChildProcess): Promise<Reply> =>
+      new Promise((resolve, reject) => {
+        c.once('message', (m) => resolve(m as Reply));
+        c.once('exit', (code) => reject(new Error(`relay listener exited (${code})`)));
+      });
+    let secs = 0;
+    let results: Reply[] = [];
+    try {
+      const ready = children.map(({ child, clients }) => {
+        const r = next(child);
+        child.send({ url, token: stack.token, clients, capacity: RATE * SECONDS * clients * 2 });
+        return r;
+      });
+      for (const r of await Promise.all(ready)) if (!r.ready) throw new Error(`relay listener failed: ${r.error ?? 'no reply'}`);
+      await driver.execute(JSON.stringify({ rate: 10, seconds: 0.5 })); // warm
+      await new Promise((r) => setTimeout(r, 300)); // the warm-up's last broadcasts land first
+      for (const { child } of children) child.send('start');
+      const t0 = performance.now();
+      await driver.execute(JSON.stringify({ rate: RATE, seconds: SECONDS, size: 100 }));
+      await new Promise((r) => setTimeout(r, 200)); // let the last broadcasts land
+      secs = (performance.now() - t0) / 1000;
+      results = await Promise.all(children.map(({ child }) => {
+        const r = next(child);
+        child.send('stop');
+        return r;
+      }));
+    } finally {
+      for (const { child } of children) if (child.exitCode === null) child.kill();
+      driver.close();
+    }
+    const xs = results.flatMap((r) => r.latencies ?? []);
+    const n = xs.length;
     // Sustained rate: messages over the span from the first arrival to the last (not the
     // harness's waits around the run).
-    const span = Number(last - first) / 1e9;
+    const firsts = results.map((r) => BigInt(r.first ?? '0')).filter((x) => x > 0n);
+    const lasts = results.map((r) => BigInt(r.last ?? '0'));
+    const span = firsts.length ? Number(lasts.reduce((a, b) => (b > a ? b : a)) - firsts.reduce((a, b) => (b < a ? b : a))) / 1e9 : 0;
     if (process.env['KINESIS_RELAY_DEBUG']) {
       const sorted = [...xs].sort((a, b) => a - b);
       console.error('deciles', [10, 50, 90, 95, 98, 99, 99.5, 99.9].map((q) => `${q}:${sorted[Math.floor((sorted.length * q) / 100)]!.toFixed(2)}`).join(' '));
