@@ -119,6 +119,51 @@ describe('faults', () => {
     // closing socket, and what the gateway routes after it sees the close is replayed.
     expect([...lines].sort((a, b) => a - b)).toEqual(Array.from({ length: 400 }, (_, i) => i));
   }, 60_000);
+
+  it('a client whose TCP connection dies abruptly mid-stream resumes from the last message it read (kinesis_last_msg_id): every line once', async () => {
+    stack = await startStack();
+    const s = stack;
+    const kid = await pythonKernel(s);
+    const session = crypto.randomUUID();
+    const base = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
+    const { decodeV1 } = await import('@kinesis/protocol');
+    const lines: number[] = [];
+    let idle = false;
+    let parentId = '';
+    let lastRead = '';
+    const open = async (resumeAfter: string): Promise<WebSocket> => {
+      const ws = new WebSocket(`${base}&kinesis_last_msg_id=${encodeURIComponent(resumeAfter)}`, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
+      ws.on('message', (d: Buffer) => {
+        const m = decodeV1(d);
+        lastRead = m.header.msg_id;
+        if (m.parent_header.msg_id !== parentId) return;
+        if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) lines.push(Number(l));
+        if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') idle = true;
+      });
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return ws;
+    };
+    const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
+    parentId = req.header.msg_id;
+    let ws = await open('');
+    ws.send(encodeV1(req));
+    await until(async () => (lines.length > 20 ? true : undefined), 10_000);
+    // The network stalls (the client stops reading: frames pile up unread in its socket),
+    // then the connection dies abruptly, no close frame: those frames were delivered to TCP,
+    // so the gateway cannot know they were lost; only the resume brings them back.
+    ws.pause();
+    await new Promise((r) => setTimeout(r, 150));
+    ws.removeAllListeners('message');
+    ws.terminate();
+    await new Promise((r) => setTimeout(r, 300));
+    ws = await open(lastRead);
+    await until(async () => (idle ? true : undefined), 20_000);
+    ws.close();
+    expect(lines).toEqual(Array.from({ length: 400 }, (_, i) => i)); // all, in order, none twice
+  }, 60_000);
 });
 
 describe('bad input', () => {

@@ -184,6 +184,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (!kernel) return rejectUpgrade(socket, 404, `kernel ${(id ?? '').slice(0, 64)} not found`);
       const sessionId = url.searchParams.get('session_id') ?? '';
       if (sessionId.length > 256) return rejectUpgrade(socket, 400, 'session_id is too long');
+      // Kinesis extension (docs/protocols.md): the last message the client read, to resume after.
+      const lastMsgId = url.searchParams.get('kinesis_last_msg_id') ?? undefined;
+      if (lastMsgId !== undefined && (lastMsgId.length > 256 || !/^[\x21-\x7e]*$/.test(lastMsgId))) return rejectUpgrade(socket, 400, 'kinesis_last_msg_id must be at most 256 printable ASCII characters');
+      if (lastMsgId !== undefined && sessionId === '') return rejectUpgrade(socket, 400, 'kinesis_last_msg_id needs a session_id');
       channelsWss.handleUpgrade(req, socket, head, (ws) => {
         if (closed || manager.get(kernel.id) !== kernel) {
           ws.close(1001, 'kernel is gone');
@@ -191,7 +195,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
         }
         clientSockets.add(ws);
         ws.once('close', () => clientSockets.delete(ws));
-        acceptChannel(ws, kernel, sessionId, ws.protocol === V1_SUBPROTOCOL, { maxFrameBytes: tuning.maxClientFrameBytes, logger }, socket);
+        acceptChannel(ws, kernel, sessionId, ws.protocol === V1_SUBPROTOCOL, { maxFrameBytes: tuning.maxClientFrameBytes, logger }, socket, lastMsgId);
       });
       return;
     }

@@ -15,8 +15,8 @@ export interface ChannelOptions {
   readonly logger: Logger;
 }
 
-export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, v1: boolean, opts: ChannelOptions, socket?: Duplex): ClientConnection {
-  const conn = new ClientConnection(ws, sessionId, v1, socket);
+export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, v1: boolean, opts: ChannelOptions, socket?: Duplex, resumeAfter?: string): ClientConnection {
+  const conn = new ClientConnection(ws, sessionId, v1, socket, resumeAfter);
   ws.on('pong', () => {
     conn.alive = true;
   });

@@ -3,6 +3,11 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { corkForTick } from '../http/cork.ts';
+import { SentLog } from './sent-log.ts';
+
+/** What a resuming client's connection remembers of what was sent to it. */
+const SENT_LOG_FRAMES = 512;
+const SENT_LOG_BYTES = 4 * 1024 * 1024;
 
 export type LegacyThunk = () => string | Buffer | undefined;
 
@@ -10,6 +15,8 @@ export class ClientConnection {
   /** Set on pong; cleared when a ping goes out. A client that misses one ping interval is dropped. */
   alive = true;
   readonly connectedAt = Date.now();
+  /** Kept for a client that can resume (sent-log.ts); undefined for plain Jupyter clients. */
+  readonly sentLog: SentLog | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -18,7 +25,14 @@ export class ClientConnection {
     readonly v1: boolean,
     /** The TCP socket under `ws`, corked per event-loop turn. */
     readonly socket?: Duplex,
-  ) {}
+    /**
+     * `kinesis_last_msg_id` from the URL: the last message this session's client read before
+     * it lost its previous connection ('' for none); undefined when the client did not ask.
+     */
+    readonly resumeAfter?: string,
+  ) {
+    this.sentLog = resumeAfter === undefined ? undefined : new SentLog(SENT_LOG_FRAMES, SENT_LOG_BYTES);
+  }
 
   get open(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
@@ -28,8 +42,9 @@ export class ClientConnection {
     return this.ws.bufferedAmount;
   }
 
-  send(v1Frame: Buffer, legacy: LegacyThunk): void {
+  send(v1Frame: Buffer, legacy: LegacyThunk, msgId?: string): void {
     if (!this.open) return;
+    if (this.sentLog && msgId !== undefined) this.sentLog.push(msgId, v1Frame);
     corkForTick(this.socket);
     if (this.v1) {
       this.ws.send(v1Frame, { binary: true });

@@ -13,6 +13,7 @@ import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ClientConnection } from './client.ts';
 import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
+import type { SentLog } from './sent-log.ts';
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
 
@@ -178,12 +179,30 @@ export class Kernel {
   attach(conn: ClientConnection): void {
     this.clients.add(conn);
     const replay: ReplayBuffer[] = [];
+    let sentBefore: SentLog | undefined;
     if (conn.sessionId) {
+      if (conn.resumeAfter !== undefined) {
+        // The client saw its old connection die before the gateway did (half-open TCP): that
+        // connection is superseded, and what it was sent is where the resume looks.
+        for (const c of this.clients) {
+          if (c === conn || c.sessionId !== conn.sessionId || !c.sentLog) continue;
+          sentBefore = c.sentLog;
+          this.clients.delete(c);
+          c.close(1000, 'superseded by a new connection of this session');
+        }
+      }
       const d = this.#detached.get(conn.sessionId);
       if (d) {
         this.#detached.delete(conn.sessionId);
         replay.push(d);
+        sentBefore ??= d.sentBefore;
       }
+    }
+    if (conn.resumeAfter !== undefined && sentBefore) {
+      // Frames the old connection was sent after the last one its client read: lost in flight.
+      const lost = sentBefore.after(conn.resumeAfter);
+      if (lost) for (const f of lost) this.#replayTo(conn, f);
+      else this.#sendNotice(conn, `[kinesis gateway] the connection dropped; output sent just before the drop may be missing (message ${conn.resumeAfter.slice(0, 64)} is older than the gateway keeps).\n`, {});
     }
     if (!this.#orphan.empty) {
       replay.push(this.#orphan);
@@ -192,13 +211,25 @@ export class Kernel {
     for (const b of replay) {
       const { frames, dropped } = b.drain();
       if (dropped) this.#sendDropMarker(conn, dropped, b.maxBytes);
-      for (const f of frames) conn.send(f, () => this.#toLegacy(f));
+      for (const f of frames) this.#replayTo(conn, f);
     }
     // A client that (re)connects to a dead kernel learns it at once, as it would have live.
     if (this.state === 'dead' && !replay.length) {
       const frame = this.#statusFrame('dead');
       conn.send(frame, () => this.#toLegacy(frame));
     }
+  }
+
+  #replayTo(conn: ClientConnection, f: Buffer): void {
+    let msgId: string | undefined;
+    if (conn.sentLog) {
+      try {
+        msgId = peekV1(f).header.msg_id;
+      } catch {
+        msgId = undefined;
+      }
+    }
+    conn.send(f, () => this.#toLegacy(f), msgId);
   }
 
   /**
@@ -219,7 +250,7 @@ export class Kernel {
       const oldest = this.#detached.keys().next().value;
       if (oldest !== undefined) this.#detached.delete(oldest);
     }
-    this.#detached.set(conn.sessionId, new ReplayBuffer(this.opts.bufferBytes));
+    this.#detached.set(conn.sessionId, new ReplayBuffer(this.opts.bufferBytes, conn.sentLog));
   }
 
   /** Forgets disconnected sessions that have not come back within `ttlMs`. */
@@ -286,7 +317,7 @@ export class Kernel {
     const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
     const parent = peek.parentHeader;
     if (peek.channel === 'iopub') {
-      for (const c of this.clients) c.send(frame, thunk);
+      for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id);
       for (const b of this.#detached.values()) b.push(frame, parent);
       if (this.clients.size === 0 && this.#detached.size === 0) this.#orphan.push(frame, parent);
     } else {
@@ -295,7 +326,7 @@ export class Kernel {
       let sessionLive = false;
       for (const c of this.clients) {
         if (c.sessionId === '' || c.sessionId === session) {
-          c.send(frame, thunk);
+          c.send(frame, thunk, peek.header.msg_id);
           delivered = true;
           if (c.sessionId === session) sessionLive = true;
         }
@@ -306,7 +337,7 @@ export class Kernel {
         delivered = true;
       }
       if (!delivered) {
-        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk);
+        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id);
         else this.#orphan.push(frame, parent);
       }
     }
@@ -349,14 +380,19 @@ export class Kernel {
 
   #sendDropMarker(conn: ClientConnection, dropped: DropReport, limit: number): void {
     const text = `[kinesis gateway] ${dropped.count} message(s) (${dropped.bytes} bytes) of kernel output were dropped while no client was connected (replay buffer limit ${limit} bytes).\n`;
+    this.#sendNotice(conn, text, dropped.parent as Partial<MessageHeader>);
+  }
+
+  /** A stderr line from the gateway itself, shown in the cell of `parent`. */
+  #sendNotice(conn: ClientConnection, text: string, parent: Partial<MessageHeader>): void {
     const msg = makeMessage({
       channel: 'iopub',
       msgType: 'stream',
       session: this.#kernelSession || GATEWAY_SESSION,
-      parent: dropped.parent as Partial<MessageHeader>,
+      parent,
       content: { name: 'stderr', text },
     });
     const frame = encodeV1(msg);
-    conn.send(frame, () => this.#toLegacy(frame));
+    conn.send(frame, () => this.#toLegacy(frame), msg.header.msg_id);
   }
 }

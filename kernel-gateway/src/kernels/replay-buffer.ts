@@ -2,6 +2,7 @@
 // back (as Jupyter Server's `start_buffering`/`get_buffer`, but bounded). Oldest frames are
 // dropped first; what was dropped is counted so the replay can say so.
 import type { MessageHeader } from '@kinesis/protocol';
+import type { SentLog } from './sent-log.ts';
 
 export interface DropReport {
   readonly count: number;
@@ -24,7 +25,11 @@ export class ReplayBuffer {
   #droppedParent: Partial<MessageHeader> = {};
   readonly createdAt = Date.now();
 
-  constructor(readonly maxBytes: number) {}
+  constructor(
+    readonly maxBytes: number,
+    /** What the dropped connection had been sent, when its client can resume (sent-log.ts). */
+    readonly sentBefore?: SentLog,
+  ) {}
 
   get bytes(): number {
     return this.#bytes;
