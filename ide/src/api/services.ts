@@ -1,8 +1,10 @@
 // One place that knows how to reach the gateway: @jupyterlab/services managers
 // built on settings whose baseUrl is this page's origin. REST calls carry the token
 // in the Authorization header; WebSockets cannot set headers, so the kernel
-// channels URL carries `?token=` (to the gateway only: nothing a kernel can read).
+// channels URL carries `?token=` (to the gateway only: nothing a kernel can read), and
+// `kinesis_last_msg_id` so a dropped connection resumes without losing output.
 import { ContentsManager, KernelManager, KernelSpecManager, ServerConnection, SessionManager } from '@jupyterlab/services';
+import { resumingWebSocket } from './resuming-socket.ts';
 
 export interface Services {
   readonly settings: ServerConnection.ISettings;
@@ -20,6 +22,8 @@ export function createServices(token: string, origin = window.location.origin): 
     token,
     appendToken: true,
     init: { cache: 'no-store', credentials: 'omit' },
+    // Kernel connections resume exactly where a dropped network left them (resuming-socket.ts).
+    WebSocket: resumingWebSocket(),
   });
   const contents = new ContentsManager({ serverSettings: settings });
   const kernelspecs = new KernelSpecManager({ serverSettings: settings });
