@@ -161,12 +161,29 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
     expect(streams(iopub, 'stdout').trim()).toBe('False');
   }, 60_000);
 
-  it('shuts down and the kernel is gone from the list', async () => {
+  it('shuts down and the kernel is gone from the list; its closing receipt reaches the ledger', async () => {
     const id = kernel.id;
+    const usage = async (): Promise<{ records: Array<{ seq: number; cumulativeEnergyMj: number }>; totals: { totalEnergyMj: number } }> =>
+      (await (await fetch(`${stack.url}/api/usage?kernel_id=${id}`, { headers: { Authorization: `token ${stack.token}` } })).json()) as never;
+    const before = (await usage()).records;
+    expect(before.length).toBeGreaterThan(0);
     await kernel.shutdown();
     const list = (await (await fetch(`${stack.url}/api/kernels`, { headers: { Authorization: `token ${stack.token}` } })).json()) as { id: string }[];
     expect(list.map((k) => k.id)).not.toContain(id);
     const r = await fetch(`${stack.url}/api/kernels/${id}`, { headers: { Authorization: `token ${stack.token}` } });
     expect(r.status).toBe(404);
+    // The energy from the last cell to the shutdown comes in one more receipt (tunnel
+    // kernel_receipt): the ledger's books for the kernel then end where the meter's do.
+    const deadline = Date.now() + 10_000;
+    let after = await usage();
+    while (after.records.length === before.length && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 200));
+      after = await usage();
+    }
+    expect(after.records).toHaveLength(before.length + 1);
+    const closing = after.records.at(-1)!;
+    expect(closing.seq).toBe(before.at(-1)!.seq + 1);
+    expect(closing.cumulativeEnergyMj).toBeGreaterThanOrEqual(before.at(-1)!.cumulativeEnergyMj);
+    expect(after.totals.totalEnergyMj).toBe(closing.cumulativeEnergyMj);
   });
 });

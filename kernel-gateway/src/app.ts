@@ -18,7 +18,7 @@ import { KernelManager } from './kernels/manager.ts';
 import { kernelRoutes } from './kernels/routes.ts';
 import { kernelspecRoutes } from './kernelspecs/routes.ts';
 import { openLedger, usageRoutes, type Ledger } from './ledger/index.ts';
-import { receiptRecorder } from './receipts.ts';
+import { closingReceiptRecorder, receiptRecorder } from './receipts.ts';
 import { consoleLogger, errorText, type Logger } from './logger.ts';
 import { closeSockets, ProviderRegistry } from './providers/registry.ts';
 import { providerRoutes } from './providers/routes.ts';
@@ -98,6 +98,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     detachedTtlMs: tuning.detachedTtlMs,
     logger,
     onExecuteReply: receiptRecorder(ledger, logger),
+    onClosingReceipt: closingReceiptRecorder(ledger, logger),
   });
   providers.setEvents(manager);
   const sessions = new SessionStore(manager);

@@ -9,6 +9,7 @@ import { decodeV1, encodeV1, makeMessage, splitV1, type HardwareInfo } from '@ki
 import { RECEIPT_METADATA_KEY, USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { Kernel } from './kernels/kernel.ts';
+import type { ProviderLink } from './providers/link.ts';
 import type { Ledger } from './ledger/index.ts';
 import { errorText, type Logger } from './logger.ts';
 
@@ -32,30 +33,51 @@ export function receiptRecorder(ledger: Ledger, logger: Logger): (kernel: Kernel
     if (receipt === undefined) return;
     const link = kernel.link;
     if (!link) return;
-    try {
-      const maxPowerCapMw = advertisedCapMw(link.hardware);
-      const r = ledger.verifyAndRecord(kernel.providerId, receipt, {
-        kernelId: kernel.id,
-        sessionId: msg.parent_header.session || null,
-        expectedPricePerKwh: link.pricePerKwh,
-        gpuMethodsAllowed: link.hardwareClass.gpu !== null,
-        ...(maxPowerCapMw === undefined ? {} : { maxPowerCapMw }),
-      });
-      if (!r.ok) logger.warn('usage receipt rejected', { kernel: kernel.id, provider: kernel.providerId, reason: r.reason, detail: r.detail });
-      const verdict: ReceiptVerdict = r.ok ? { accepted: true } : { accepted: false, reason: r.reason, ...(r.detail ? { detail: r.detail.slice(0, 1000) } : {}) };
-      const notice = makeMessage({
-        channel: 'iopub',
-        msgType: USAGE_MSG_TYPE,
-        session: msg.header.session,
-        username: 'kinesis-gateway',
-        parent: msg.parent_header,
-        content: { receipt, verdict },
-      });
-      kernel.deliverFromGateway(encodeV1(notice));
-    } catch (err) {
-      logger.error('could not record a usage receipt', { kernel: kernel.id, error: errorText(err) });
-    }
+    const verdict = record(ledger, logger, link, kernel.id, msg.parent_header.session || null, receipt);
+    if (!verdict) return;
+    const notice = makeMessage({
+      channel: 'iopub',
+      msgType: USAGE_MSG_TYPE,
+      session: msg.header.session,
+      username: 'kinesis-gateway',
+      parent: msg.parent_header,
+      content: { receipt, verdict },
+    });
+    kernel.deliverFromGateway(encodeV1(notice));
   };
+}
+
+/**
+ * Records the receipt that closes a kernel's books (tunnel `kernel_receipt`: the energy from
+ * its last execution to its shutdown or death). The manager has checked that `link` ran the
+ * kernel. Clients still connected (a kernel that died) see the verdict like any other.
+ */
+export function closingReceiptRecorder(ledger: Ledger, logger: Logger): (link: ProviderLink, kernelId: string, receipt: unknown, kernel: Kernel | undefined) => void {
+  return (link, kernelId, receipt, kernel) => {
+    const verdict = record(ledger, logger, link, kernelId, null, receipt);
+    if (!verdict || !kernel) return;
+    const notice = makeMessage({ channel: 'iopub', msgType: USAGE_MSG_TYPE, session: 'kinesis-gateway', username: 'kinesis-gateway', content: { receipt, verdict } });
+    kernel.deliverFromGateway(encodeV1(notice));
+  };
+}
+
+/** Verifies against what the provider advertised and records; undefined when the ledger failed. */
+function record(ledger: Ledger, logger: Logger, link: ProviderLink, kernelId: string, sessionId: string | null, receipt: unknown): ReceiptVerdict | undefined {
+  try {
+    const maxPowerCapMw = advertisedCapMw(link.hardware);
+    const r = ledger.verifyAndRecord(link.id, receipt, {
+      kernelId,
+      sessionId,
+      expectedPricePerKwh: link.pricePerKwh,
+      gpuMethodsAllowed: link.hardwareClass.gpu !== null,
+      ...(maxPowerCapMw === undefined ? {} : { maxPowerCapMw }),
+    });
+    if (!r.ok) logger.warn('usage receipt rejected', { kernel: kernelId, provider: link.id, reason: r.reason, detail: r.detail });
+    return r.ok ? { accepted: true } : { accepted: false, reason: r.reason, ...(r.detail ? { detail: r.detail.slice(0, 1000) } : {}) };
+  } catch (err) {
+    logger.error('could not record a usage receipt', { kernel: kernelId, error: errorText(err) });
+    return undefined;
+  }
 }
 
 /**

@@ -32,6 +32,7 @@ describe('tunnel frames', () => {
       { type: 'reply', id: 4, ok: true },
       { type: 'reply', id: 5, ok: false, error: 'no such spec' },
       { type: 'kernel_status', kernelId: id, status: 'dead', reason: 'exit 137' },
+      { type: 'kernel_receipt', kernelId: id, receipt: { message: { seq: '3' }, signature: '0x00' } },
     ];
     for (const m of msgs) {
       const f = decodeFrame(encodeControl(m));
@@ -57,6 +58,9 @@ describe('tunnel frames', () => {
     expect(() => decodeFrame(Buffer.alloc(100), { maxBytes: 50 })).toThrow(expect.objectContaining({ closeCode: 1009 }));
     expect(() => decodeFrame(encodeControl({ ...hello, pricePerKwh: '-1' } as ControlMessage))).toThrow(ProtocolError);
     expect(() => decodeFrame(Buffer.from([2, 1, 2]))).toThrow(expect.objectContaining({ closeCode: 1007 }));
+    // A closing receipt must be an object (its fields are the ledger's to judge) for a valid kernel id.
+    expect(() => decodeFrame(encodeControl({ type: 'kernel_receipt', kernelId: randomUUID(), receipt: 'x' } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
+    expect(() => decodeFrame(encodeControl({ type: 'kernel_receipt', kernelId: 'nope', receipt: {} } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
   });
 
   it('drops environment variables a stranger must not set', () => {

@@ -80,7 +80,14 @@ export type Reply = { readonly type: 'reply'; readonly id: number; readonly ok: 
 export interface KernelStatusEvent { readonly type: 'kernel_status'; readonly kernelId: string; readonly status: 'starting' | 'restarting' | 'dead'; readonly reason?: string }
 
 export type KernelRequest = StartKernel | InterruptKernel | RestartKernel | ShutdownKernel;
-export type ControlMessage = Challenge | Hello | Welcome | KernelRequest | Reply | KernelStatusEvent | Advertise;
+/**
+ * The usage receipt that closes a kernel's books (shut down or died): the energy since its
+ * last execution, which no execute_reply carries (docs/metering.md). `receipt` is checked by
+ * the gateway's ledger, which records a bad one as rejected rather than failing the tunnel.
+ */
+export interface KernelReceiptEvent { readonly type: 'kernel_receipt'; readonly kernelId: string; readonly receipt: unknown }
+
+export type ControlMessage = Challenge | Hello | Welcome | KernelRequest | Reply | KernelStatusEvent | KernelReceiptEvent | Advertise;
 
 export type TunnelFrame =
   | { readonly kind: 'control'; readonly message: ControlMessage }
@@ -279,6 +286,12 @@ export function validateControl(v: unknown): ControlMessage {
     case 'kernel_status': {
       const reason = optStr(m['reason'], 'reason', { max: 4096 });
       return { type, kernelId: kernelId(m['kernelId']), status: oneOf(m['status'], 'status', ['starting', 'restarting', 'dead'] as const), ...(reason === undefined ? {} : { reason }) };
+    }
+    case 'kernel_receipt': {
+      // Bounded by MAX_CONTROL_BYTES; its fields are the ledger's to judge (receipt.ts).
+      const receipt = m['receipt'];
+      if (!isRecord(receipt)) throw malformed('receipt must be an object');
+      return { type, kernelId: kernelId(m['kernelId']), receipt };
     }
     default:
       throw malformed(`unknown control message type ${JSON.stringify(String(type)).slice(0, 64)}`);

@@ -1,5 +1,6 @@
 // The provider host's public API: startProvider() for `npm start`, tests and embedders;
 // the CLI (main.ts) is a thin shell over it.
+import type { SignedReceipt } from '@kinesis/protocol/receipt';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { detectHardware } from './hardware.ts';
@@ -77,6 +78,9 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
   // not list); the key file stays 0600 and unreadable to it.
   if (kernelUser) await fs.chmod(path.resolve(opts.dataDir), 0o711);
   if (kernelUser && process.getuid?.() !== 0) logger.warn('--kernel-user needs the provider to run as root; kernels will fail to start');
+  // The meter exists before the provider (it tells the provider what hardware it meters);
+  // closing receipts reach the provider, and through it the gateway, once it exists.
+  let closingReceipt: (kernelId: string, r: SignedReceipt) => void = () => undefined;
   let builtIn: ProviderMeter | undefined;
   if (!opts.meter && opts.metering !== false) {
     const m = opts.metering ?? {};
@@ -88,8 +92,10 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
         logger,
         ...(m.sampleIntervalMs !== undefined ? { sampleIntervalMs: m.sampleIntervalMs } : {}),
         ...(m.nvmlLibrary !== undefined ? { nvmlLibrary: m.nvmlLibrary } : {}),
-        onClosingReceipt: (kernelId, r) =>
-          logger.info('closing receipt', { kernelId, seq: r.message.seq, cumulativeEnergyMj: r.message.cumulativeEnergyMj, cumulativeAmount: r.message.cumulativeAmount }),
+        onClosingReceipt: (kernelId, r) => {
+          logger.info('closing receipt', { kernelId, seq: r.message.seq, cumulativeEnergyMj: r.message.cumulativeEnergyMj, cumulativeAmount: r.message.cumulativeAmount });
+          closingReceipt(kernelId, r);
+        },
       });
     } catch (e) {
       // Kernels still run; without a meter their replies carry no receipts, so say it loudly.
@@ -130,6 +136,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.link ? { link: opts.link } : {}),
     ...(opts.outbox ? { outbox: opts.outbox } : {}),
   });
+  closingReceipt = (kernelId, r) => provider.sendClosingReceipt(kernelId, r);
   provider.start();
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>

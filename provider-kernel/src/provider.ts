@@ -13,10 +13,12 @@ import {
   type HardwareInfo,
   type Hello,
   type KernelRequest,
+  type KernelReceiptEvent,
   type KernelStatusEvent,
   type Reply,
   type RunningKernelAd,
 } from '@kinesis/protocol/tunnel';
+import type { SignedReceipt } from '@kinesis/protocol/receipt';
 import type { RunAs } from './connection.ts';
 import { corkForTick, holdFlush, releaseFlush } from './cork.ts';
 import { errorText, KernelError } from './errors.ts';
@@ -34,6 +36,8 @@ import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
+/** Closing receipts kept while the gateway is unreachable. */
+const MAX_UNSENT_RECEIPTS = 256;
 /** Held tunnel writes leave at once past this many bytes, whatever the batch's age. */
 const BATCH_MAX_BYTES = 256 * 1024;
 
@@ -84,6 +88,8 @@ export class Provider {
   /** The TCP socket under the tunnel (for holding a flush), while connected. */
   private tunnelTcp: Duplex | undefined;
   private readonly batcher: ExecutionBatcher;
+  /** Closing receipts that found the tunnel down. */
+  private unsentReceipts: KernelReceiptEvent[] = [];
 
   constructor(private readonly o: ProviderOptions) {
     this.address = o.identity.address;
@@ -112,6 +118,9 @@ export class Provider {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
             e.deadUnsent = false;
           }
+          const receipts = this.unsentReceipts;
+          this.unsentReceipts = [];
+          for (const ev of receipts) this.sendClosingReceipt(ev.kernelId, ev.receipt as SignedReceipt);
         },
         onDisconnect: () => {
           releaseFlush(this.tunnelTcp);
@@ -297,6 +306,17 @@ export class Provider {
     if (!this.kernels.delete(kernelId)) return;
     this.batcher.forget(kernelId);
     this.outbox.removeKernel(kernelId);
+  }
+
+  /**
+   * Sends a kernel's closing receipt (the energy since its last execution) to the gateway's
+   * ledger; kept until the next connection when the tunnel is down (bounded: the oldest go).
+   */
+  sendClosingReceipt(kernelId: string, receipt: SignedReceipt): void {
+    const ev: KernelReceiptEvent = { type: 'kernel_receipt', kernelId, receipt };
+    if (this.outbox.sendControl(encodeControl(ev))) return;
+    if (this.unsentReceipts.length >= MAX_UNSENT_RECEIPTS) this.unsentReceipts.shift();
+    this.unsentReceipts.push(ev);
   }
 
   private sendStatus(kernelId: string, status: KernelStatusEvent['status'], reason?: string): boolean {

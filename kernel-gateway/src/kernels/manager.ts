@@ -2,7 +2,7 @@
 // what happens when a provider's tunnel drops (grace, then `dead`) and comes back (re-attach,
 // also after a gateway restart: kernels listed in hello are adopted), relaying frames.
 import { randomUUID } from 'node:crypto';
-import { peekV1, type Hello, type KernelStatusEvent } from '@kinesis/protocol';
+import { peekV1, type Hello, type KernelReceiptEvent, type KernelStatusEvent } from '@kinesis/protocol';
 import { buildCatalog, defaultSpecName, offersFor, type CatalogEntry } from '../kernelspecs/catalog.ts';
 import { gatewaySpecName } from '../kernelspecs/naming.ts';
 import { GatewayError, LinkClosedError, PlacementError } from '../errors.ts';
@@ -31,6 +31,8 @@ export interface KernelManagerOptions extends Omit<KernelOptions, 'logger'> {
    * is read). Called after the reply has been relayed, off its path: see #deferReceipt.
    */
   readonly onExecuteReply?: (kernel: Kernel, payload: Buffer) => void;
+  /** A kernel's closing receipt (tunnel `kernel_receipt`), from the provider that ran it. */
+  readonly onClosingReceipt?: (link: ProviderLink, kernelId: string, receipt: unknown, kernel: Kernel | undefined) => void;
 }
 
 export interface StartOptions {
@@ -54,7 +56,8 @@ const RECEIPT_AFTER_IDLE_MS = 2;
 
 export class KernelManager implements ProviderEvents {
   readonly kernels = new Map<string, Kernel>();
-  readonly #tombstones = new Set<string>();
+  /** Kernels shut down here, and the provider each ran on (its closing receipt may still come). */
+  readonly #tombstones = new Map<string, string>();
   readonly #removedListeners = new Set<(id: string) => void>();
   readonly #pingTimer: NodeJS.Timeout;
   readonly #kopts: KernelOptions;
@@ -180,7 +183,7 @@ export class KernelManager implements ProviderEvents {
     const k = this.get(id);
     if (!k) return false;
     this.kernels.delete(k.id);
-    this.#tombstone(k.id);
+    this.#tombstone(k.id, k.providerId);
     const wasDead = k.state === 'dead';
     k.dispose(1000, 'kernel shut down');
     this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
@@ -302,6 +305,22 @@ export class KernelManager implements ProviderEvents {
     }, RECEIPT_AFTER_IDLE_MS).unref();
   }
 
+  /**
+   * A closing receipt: accepted for the ledger only from the provider the kernel ran on
+   * (live or shut down here), after any execute_reply receipts still waiting, so the
+   * ledger sees them in sequence.
+   */
+  onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void {
+    const k = this.kernels.get(ev.kernelId);
+    const owner = k ? k.providerId.toLowerCase() : this.#tombstones.get(ev.kernelId);
+    if (owner !== link.id.toLowerCase()) {
+      this.opts.logger.warn('closing receipt for a kernel this provider does not run; ignored', { kernel: ev.kernelId, provider: link.id });
+      return;
+    }
+    this.flushReceipts();
+    this.opts.onClosingReceipt?.(link, ev.kernelId, ev.receipt, k);
+  }
+
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void {
     const k = this.kernels.get(ev.kernelId);
     if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) return;
@@ -343,10 +362,10 @@ export class KernelManager implements ProviderEvents {
     });
   }
 
-  #tombstone(id: string): void {
-    this.#tombstones.add(id);
+  #tombstone(id: string, providerId: string): void {
+    this.#tombstones.set(id, providerId.toLowerCase());
     if (this.#tombstones.size > MAX_TOMBSTONES) {
-      const first = this.#tombstones.values().next().value;
+      const first = this.#tombstones.keys().next().value;
       if (first !== undefined) this.#tombstones.delete(first);
     }
   }

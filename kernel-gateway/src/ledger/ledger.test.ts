@@ -163,6 +163,18 @@ describe('ledger: tampered receipts are rejected and recorded', () => {
     expect(ledger.verifyAndRecord(provider.address, byAttacker.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'bad-signature' });
   });
 
+  it('another registered provider continuing a kernel it does not run (consistent seq and totals, its own valid signature)', () => {
+    const { chain, r } = setup(14);
+    const first = chain.next(r);
+    expect(ledger.verifyAndRecord(provider.address, first, ctx('k-t')).ok).toBe(true);
+    chain.commit(first);
+    const other = new Chain('k-t', attacker);
+    other.seq = chain.seq;
+    other.cum = chain.cum;
+    other.toMs = chain.toMs;
+    expect(ledger.verifyAndRecord(attacker.address, other.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'wrong-provider' });
+  });
+
   it('a mangled signature', () => {
     const { chain, r } = setup(13);
     const s = chain.next(r);

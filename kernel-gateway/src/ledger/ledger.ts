@@ -157,8 +157,8 @@ export class Ledger {
     this.#open();
     const now = Math.floor(ctx.receivedAtMs ?? Date.now());
     const run = this.#db.transaction((): RecordResult => {
-      const prevRow = this.#stmt('SELECT seq, to_ms, cumulative_energy_mj, cumulative_amount, price_per_kwh, signature FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1')
-        .get(ctx.kernelId) as Pick<ReceiptRow, 'seq' | 'to_ms' | 'cumulative_energy_mj' | 'cumulative_amount' | 'price_per_kwh' | 'signature'> | undefined;
+      const prevRow = this.#stmt('SELECT seq, to_ms, cumulative_energy_mj, cumulative_amount, price_per_kwh, signature, provider FROM receipts WHERE kernel_id = ? ORDER BY seq DESC LIMIT 1')
+        .get(ctx.kernelId) as Pick<ReceiptRow, 'seq' | 'to_ms' | 'cumulative_energy_mj' | 'cumulative_amount' | 'price_per_kwh' | 'signature' | 'provider'> | undefined;
       const prev: PreviousReceipt | null = prevRow
         ? {
             seq: BigInt(prevRow.seq),
@@ -167,6 +167,7 @@ export class Ledger {
             cumulativeAmount: BigInt(prevRow.cumulative_amount),
             pricePerKwh: BigInt(prevRow.price_per_kwh),
             signature: prevRow.signature,
+            provider: prevRow.provider,
           }
         : null;
       const bySeq = this.#stmt('SELECT signature FROM receipts WHERE kernel_id = ? AND seq = ?').pluck();

@@ -53,6 +53,8 @@ export interface PreviousReceipt {
   readonly cumulativeAmount: bigint;
   readonly pricePerKwh: bigint;
   readonly signature: string;
+  /** The address that signed it: a kernel's receipts all come from one provider. */
+  readonly provider?: string;
 }
 
 export type Verdict =
@@ -103,6 +105,7 @@ export function verifyReceiptAgainst(
   }
   if (signer !== registered) return reject('bad-signature', `signed by ${signer}, provider is ${registered}`);
   if (m.provider !== registered) return reject('wrong-provider', `receipt names ${m.provider}`);
+  if (prev?.provider !== undefined && prev.provider !== registered) return reject('wrong-provider', `kernel ${m.kernelId} is billed by ${prev.provider}`);
   if (m.kernelId !== ctx.kernelId) return reject('wrong-kernel', `receipt is for kernel ${m.kernelId}`);
 
   for (const k of ['toMs', 'energyMj', 'idleEnergyMj', 'carriedMj', 'uncertaintyMj', 'cumulativeEnergyMj', 'powerCapMw'] as const) {

@@ -17,7 +17,7 @@ import {
   type Hello,
   type KernelRequest,
   type KernelSpecAd,
-  type KernelStatusEvent,
+  type KernelStatusEvent, type KernelReceiptEvent,
   ProtocolError,
 } from '@kinesis/protocol';
 import { LinkClosedError, ProviderRequestError, RequestTimeoutError } from '../errors.ts';
@@ -32,6 +32,7 @@ const FRAGMENT_ABOVE = 64 * 1024;
 export interface LinkHandlers {
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
+  onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
   onAdvertise(link: ProviderLink): void;
   onClose(link: ProviderLink, code: number, reason: string): void;
 }
@@ -221,6 +222,9 @@ export class ProviderLink {
       }
       case 'kernel_status':
         this.handlers.onKernelStatus(this, msg);
+        return;
+      case 'kernel_receipt':
+        this.handlers.onKernelReceipt(this, msg);
         return;
       case 'advertise':
         this.#applyOffer(msg);

@@ -3,7 +3,7 @@
 // provider comes and goes.
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { encodeControl, type Hello, type KernelStatusEvent } from '@kinesis/protocol';
+import { encodeControl, type Hello, type KernelStatusEvent, type KernelReceiptEvent } from '@kinesis/protocol';
 import type { Logger } from '../logger.ts';
 import { CLOSE_REPLACED, handshake } from './handshake.ts';
 import { ProviderLink } from './link.ts';
@@ -13,6 +13,7 @@ export interface ProviderEvents {
   onDetach(link: ProviderLink): void;
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
+  onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
 }
 
 export interface ProviderRegistryOptions {
@@ -69,6 +70,7 @@ export class ProviderRegistry {
       {
         onKernelFrame: (l, k, p, n) => events.onKernelFrame(l, k, p, n),
         onKernelStatus: (l, ev) => events.onKernelStatus(l, ev),
+        onKernelReceipt: (l, ev) => events.onKernelReceipt(l, ev),
         onAdvertise: () => this.opts.logger.info('provider updated its offer', { provider: link.id }),
         onClose: (l, code, reason) => {
           this.opts.logger.info('provider disconnected', { provider: l.id, code, reason });
