@@ -76,81 +76,29 @@ describe('faults', () => {
 
   it('a client that drops mid-stream (close frame, no reply awaited) and reconnects with its session loses no output', async () => {
     stack = await startStack();
-    const s = stack;
-    const kid = await pythonKernel(s);
-    const session = crypto.randomUUID();
-    const url = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
-    const { decodeV1 } = await import('@kinesis/protocol');
-    const lines = new Set<number>();
-    let idle = false;
-    let parentId = '';
-    // The listener goes on before 'open': replayed frames can arrive in the same packet as
-    // the upgrade response and be emitted before an `await` continuation could attach it.
-    const open = async (): Promise<WebSocket> => {
-      const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
-      ws.on('message', (d: Buffer) => {
-        const m = decodeV1(d);
-        if (m.parent_header.msg_id !== parentId) return;
-        if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) lines.add(Number(l));
-        if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') idle = true;
-      });
-      await new Promise((r, j) => {
-        ws.once('open', r);
-        ws.once('error', j);
-      });
-      return ws;
-    };
-    const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
-    parentId = req.header.msg_id;
-    let ws = await open();
-    ws.send(encodeV1(req));
-    await until(async () => (lines.size > 20 ? true : undefined), 10_000);
-    // Drop mid-stream: a close frame sent, the socket then abandoned. (An abrupt TCP death,
-    // `terminate()`, can lose the frames already in flight to the dead socket: Jupyter's
-    // protocol has no acknowledgements. Everything after the gateway sees the drop is replayed.)
-    // Between the close frame's arrival and ws's 'close' event the gateway must already keep
-    // frames for the replay (kernel.ts #route): that window is where lines used to go missing.
+    const p = await printingSession(stack, false);
+    let ws = await p.open();
+    p.start(ws);
+    await until(async () => (p.lines.length > 20 ? true : undefined), 10_000);
+    // Drop mid-stream: a close frame sent, the socket then abandoned. Between the close
+    // frame's arrival and ws's 'close' event the gateway must already keep frames for the
+    // replay (kernel.ts #route): that window is where lines used to go missing.
     ws.close(1001);
     await new Promise((r) => setTimeout(r, 800));
-    ws = await open();
-    await until(async () => (idle ? true : undefined), 20_000);
+    ws = await p.open();
+    await until(async () => (p.idle ? true : undefined), 20_000);
     ws.close();
     // Every line, once: what was in flight when the close frame went out still arrives on the
     // closing socket, and what the gateway routes after it sees the close is replayed.
-    expect([...lines].sort((a, b) => a - b)).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    expect(p.lines).toEqual(Array.from({ length: 400 }, (_, i) => i));
   }, 60_000);
 
   it('a client whose TCP connection dies abruptly mid-stream resumes from the last message it read (kinesis_last_msg_id): every line once', async () => {
     stack = await startStack();
-    const s = stack;
-    const kid = await pythonKernel(s);
-    const session = crypto.randomUUID();
-    const base = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
-    const { decodeV1 } = await import('@kinesis/protocol');
-    const lines: number[] = [];
-    let idle = false;
-    let parentId = '';
-    let lastRead = '';
-    const open = async (resumeAfter: string): Promise<WebSocket> => {
-      const ws = new WebSocket(`${base}&kinesis_last_msg_id=${encodeURIComponent(resumeAfter)}`, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
-      ws.on('message', (d: Buffer) => {
-        const m = decodeV1(d);
-        lastRead = m.header.msg_id;
-        if (m.parent_header.msg_id !== parentId) return;
-        if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) lines.push(Number(l));
-        if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') idle = true;
-      });
-      await new Promise((r, j) => {
-        ws.once('open', r);
-        ws.once('error', j);
-      });
-      return ws;
-    };
-    const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
-    parentId = req.header.msg_id;
-    let ws = await open('');
-    ws.send(encodeV1(req));
-    await until(async () => (lines.length > 20 ? true : undefined), 10_000);
+    const p = await printingSession(stack, true);
+    let ws = await p.open();
+    p.start(ws);
+    await until(async () => (p.lines.length > 20 ? true : undefined), 10_000);
     // The network stalls (the client stops reading: frames pile up unread in its socket),
     // then the connection dies abruptly, no close frame: those frames were delivered to TCP,
     // so the gateway cannot know they were lost; only the resume brings them back.
@@ -159,12 +107,53 @@ describe('faults', () => {
     ws.removeAllListeners('message');
     ws.terminate();
     await new Promise((r) => setTimeout(r, 300));
-    ws = await open(lastRead);
-    await until(async () => (idle ? true : undefined), 20_000);
+    ws = await p.open();
+    await until(async () => (p.idle ? true : undefined), 20_000);
     ws.close();
-    expect(lines).toEqual(Array.from({ length: 400 }, (_, i) => i)); // all, in order, none twice
+    expect(p.lines).toEqual(Array.from({ length: 400 }, (_, i) => i)); // all, in order, none twice
   }, 60_000);
 });
+
+/**
+ * A kernel printing 0..399 every 5 ms, and a client of one session that records the lines
+ * of that cell. With `resume`, it opts in to kinesis_last_msg_id and reconnects naming the
+ * last message it read.
+ */
+async function printingSession(s: Stack, resume: boolean) {
+  const kid = await pythonKernel(s);
+  const session = crypto.randomUUID();
+  const base = `${s.url.replace('http', 'ws')}/api/kernels/${kid}/channels?session_id=${session}`;
+  const { decodeV1 } = await import('@kinesis/protocol');
+  const req = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code: 'import time\nfor i in range(400):\n    print(i, flush=True)\n    time.sleep(0.005)', silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
+  const state = { lines: [] as number[], idle: false, lastRead: '' };
+  return {
+    get lines() {
+      return state.lines;
+    },
+    get idle() {
+      return state.idle;
+    },
+    start: (ws: WebSocket) => ws.send(encodeV1(req)),
+    // The listener goes on before 'open': replayed frames can arrive in the same packet as
+    // the upgrade response and be emitted before an `await` continuation could attach it.
+    async open(): Promise<WebSocket> {
+      const url = resume ? `${base}&kinesis_last_msg_id=${encodeURIComponent(state.lastRead)}` : base;
+      const ws = new WebSocket(url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` } });
+      ws.on('message', (d: Buffer) => {
+        const m = decodeV1(d);
+        state.lastRead = m.header.msg_id;
+        if (m.parent_header.msg_id !== req.header.msg_id) return;
+        if (m.header.msg_type === 'stream') for (const l of String(m.content['text']).split('\n')) if (l) state.lines.push(Number(l));
+        if (m.header.msg_type === 'status' && m.content['execution_state'] === 'idle') state.idle = true;
+      });
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      return ws;
+    },
+  };
+}
 
 describe('bad input', () => {
   it('answers 403, 404 and 400 with JSON messages', async () => {
