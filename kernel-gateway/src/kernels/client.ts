@@ -11,6 +11,23 @@ const SENT_LOG_BYTES = 4 * 1024 * 1024;
 
 export type LegacyThunk = () => string | Buffer | undefined;
 
+/** The header of an unmasked, final, binary WebSocket frame of `n` payload bytes (RFC 6455 §5.2). */
+export function binaryFrameHeader(n: number): Buffer {
+  if (n < 126) return Buffer.from([0x82, n]);
+  if (n < 65536) {
+    const h = Buffer.allocUnsafe(4);
+    h[0] = 0x82;
+    h[1] = 126;
+    h.writeUInt16BE(n, 2);
+    return h;
+  }
+  const h = Buffer.allocUnsafe(10);
+  h[0] = 0x82;
+  h[1] = 127;
+  h.writeBigUInt64BE(BigInt(n), 2);
+  return h;
+}
+
 export class ClientConnection {
   /** Set on pong; cleared when a ping goes out. A client that misses one ping interval is dropped. */
   alive = true;
@@ -42,11 +59,20 @@ export class ClientConnection {
     return this.ws.bufferedAmount;
   }
 
-  send(v1Frame: Buffer, legacy: LegacyThunk, msgId?: string): void {
+  send(v1Frame: Buffer, legacy: LegacyThunk, msgId?: string, head?: () => Buffer): void {
     if (!this.open) return;
     if (this.sentLog && msgId !== undefined) this.sentLog.push(msgId, v1Frame);
     corkForTick(this.socket);
     if (this.v1) {
+      if (this.socket && head) {
+        // The same unmasked frame header serves every client of a broadcast (RFC 6455 §5.2):
+        // written straight to the socket, whole frames only, so ws's own control frames can
+        // only ever fall between ours. Saves ws's per-client framing and allocation on a
+        // message fanned out to many clients.
+        this.socket.write(head());
+        this.socket.write(v1Frame);
+        return;
+      }
       this.ws.send(v1Frame, { binary: true });
       return;
     }

@@ -11,7 +11,7 @@ import { encodeV1, makeMessage, peekV1, splitV1, v1ToLegacy, type MessageHeader,
 import { isRecord } from '@kinesis/protocol/validate';
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
-import type { ClientConnection } from './client.ts';
+import { binaryFrameHeader, type ClientConnection } from './client.ts';
 import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
 import type { SentLog } from './sent-log.ts';
 
@@ -315,9 +315,11 @@ export class Kernel {
     for (const c of this.clients) if (!c.open) this.detach(c);
     let legacy: string | Buffer | undefined | null = null;
     const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
+    let wsHead: Buffer | undefined;
+    const head = (): Buffer => (wsHead ??= binaryFrameHeader(frame.length));
     const parent = peek.parentHeader;
     if (peek.channel === 'iopub') {
-      for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id);
+      for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id, head);
       for (const b of this.#detached.values()) b.push(frame, parent);
       if (this.clients.size === 0 && this.#detached.size === 0) this.#orphan.push(frame, parent);
     } else {
@@ -326,7 +328,7 @@ export class Kernel {
       let sessionLive = false;
       for (const c of this.clients) {
         if (c.sessionId === '' || c.sessionId === session) {
-          c.send(frame, thunk, peek.header.msg_id);
+          c.send(frame, thunk, peek.header.msg_id, head);
           delivered = true;
           if (c.sessionId === session) sessionLive = true;
         }
@@ -337,7 +339,7 @@ export class Kernel {
         delivered = true;
       }
       if (!delivered) {
-        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id);
+        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id, head);
         else this.#orphan.push(frame, parent);
       }
     }
