@@ -2,23 +2,35 @@
 // opened in headless Chromium from the Kinesis stack (gateway + local provider).
 //   interactive: navigation start → the visible code editors show their text and a
 //                first keystroke into one of them has been painted (target < 1.5 s)
-//   keystroke-to-paint: keydown → the frame after it was painted, while typing in a
-//                cell in the middle of the notebook (target p95 < 16 ms)
+//   keystroke-to-paint: keydown → the frame after it was painted, while typing 200
+//                keys in a cell in the middle of the notebook (target p95 < 16 ms).
+//                Measured twice (see typing.ts): in a browser that paints on a 60 Hz
+//                vsync, where the wait for the next frame alone is uniform over
+//                0-16.7 ms and a bare <textarea> already measures p95 >= 16 ms here, and
+//                in a browser launched with --disable-frame-rate-limit
+//                --disable-gpu-vsync, where a frame starts as soon as one is needed, so
+//                the latency is the app's own. The target is judged on the second,
+//                together with the main-thread work per keystroke (< 8 ms, half a
+//                frame, so a keystroke's work never spills into a second frame).
 //   memory: resident memory of the tab's renderer process, notebook open, edited and
 //           scrolled end to end (< 300 MB); JS heap after a forced GC alongside
 // Run: `npx tsx ide/bench/notebook-bench.ts`, or call runIdeBench() (npm run bench).
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringifyNotebook } from '@kinesis/protocol/notebook/index';
 import type { Cell, Notebook, Output } from '@kinesis/protocol/notebook/index';
 import { readFileSync, readdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import type { Browser } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, REPO, ensureBuilt, startKinesis } from '../test/harness.ts';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, ensureBuilt, startKinesis } from '../test/harness.ts';
+import { writeIdeReport } from './report.ts';
+import { TYPED, UNTHROTTLED_ARGS, percentile, textareaBaseline, typeAndMeasure } from './typing.ts';
+import type { TypingResult } from './typing.ts';
 
 const CELLS = 1000;
-const TYPED = 200;
+/** The cell typed into, in the middle of the notebook. */
+const TYPED_CELL = 'c00500';
 
 // 1x1 PNG, so image outputs exist without inflating the file.
 const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
@@ -45,15 +57,20 @@ export function bigNotebook(n = CELLS): Notebook {
   return { nbformat: 4, nbformat_minor: 5, metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } }, cells };
 }
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+/** Keystroke figures of one browser run: typing in the notebook, and in a bare <textarea> (the floor). */
+export interface KeystrokeRun {
+  /** Chromium flags beyond the harness's own. */
+  readonly flags: readonly string[];
+  readonly notebook: TypingResult;
+  readonly textarea: TypingResult;
 }
 
 export interface IdeBenchResult {
   readonly cells: number;
+  readonly typedKeys: number;
   readonly interactiveMs: number;
   readonly editorsReadyMs: number;
+  /** Keystroke to paint, browser painting on a 60 Hz vsync (includes the wait for the next frame). */
   readonly keystrokeP50Ms: number;
   readonly keystrokeP95Ms: number;
   readonly keystrokeMaxMs: number;
@@ -62,23 +79,30 @@ export interface IdeBenchResult {
   /** Keystrokes Event Timing reported at 16 ms or more. */
   readonly keystrokesOver16Ms: number;
   /** The same typing into a bare <textarea> in the same browser (the environment's floor). */
+  readonly textareaKeystrokeP50Ms: number;
   readonly textareaKeystrokeP95Ms: number;
   readonly textareaKeysOver16Ms: number;
-  /** Renderer main-thread busy time per keystroke (CDP TaskDuration), the part of the latency that is ours. */
+  /** Renderer main-thread busy time per keystroke (CDP TaskDuration), vsync run. */
   readonly keystrokeWorkMs: number;
+  readonly textareaWorkMs: number;
+  /** The same measures in a browser that starts a frame as soon as one is needed: the app's own latency. */
+  readonly unthrottled: KeystrokeRun;
   readonly jsHeapUsedMB: number;
   /** Resident memory of the tab's renderer process (all of it: heap, DOM, code, GPU-less raster). */
   readonly rendererRssMB: number;
   readonly domNodes: number;
   readonly editorsCreated: number;
   readonly scrollFrameP95Ms: number;
-  readonly targets: { interactiveMs: number; keystrokeP95Ms: number; memoryMB: number };
+  readonly targets: { interactiveMs: number; keystrokeP95Ms: number; keystrokeWorkMs: number; memoryMB: number };
+  /** interactive, memory, and keystrokes judged on the unthrottled run (p95 and work per key); see the header. */
   readonly pass: boolean;
   readonly machine: string;
   /** 1-minute load average when the run ended: these figures mean little on a busy machine. */
   readonly loadAverage: number;
   readonly date: string;
 }
+
+export const TARGETS = { interactiveMs: 1500, keystrokeP95Ms: 16, keystrokeWorkMs: 8, memoryMB: 300 } as const;
 
 /**
  * RSS in MiB of the tab: the largest renderer process (`--type=renderer`) descending
@@ -114,34 +138,57 @@ function rendererRssMiB(rootPid: number): number {
   return total;
 }
 
-const LATENCY_PROBE = `(() => {
-  window.__lat = [];
-  window.addEventListener('keydown', (e) => {
-    const t0 = e.timeStamp;
-    requestAnimationFrame(() => setTimeout(() => window.__lat.push(performance.now() - t0), 0));
-  }, true);
-  // Chrome's own event-to-next-paint measure (Event Timing API, as INP uses). It
-  // reports only events of 16 ms or more; unreported keystrokes took less.
-  window.__slowKeys = [];
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (e.name === 'keydown') window.__slowKeys.push(e.duration);
-  }).observe({ type: 'event', durationThreshold: 16, buffered: false });
-})()`;
+/** Notebook open (editors showing text) → select TYPED_CELL, click into its editor, type and measure. */
+async function typeInNotebook(page: Page): Promise<TypingResult> {
+  await page.evaluate((id) => {
+    const k = (window as unknown as { kinesis: { view: { select(id: string): void } } }).kinesis;
+    k.view.select(id);
+  }, TYPED_CELL);
+  const lines = `.cell[data-id="${TYPED_CELL}"] .view-lines`;
+  await page.waitForSelector(lines);
+  await page.locator(lines).click();
+  const r = await typeAndMeasure(page, (i) => (i % 20 === 19 ? ' ' : 'a'));
+  const typedOk = await page.evaluate((id) => String((window as unknown as { kinesis: { model: { cell(id: string): { get(k: string): unknown } } } }).kinesis.model.cell(id)?.get('source')).includes('aaaa'), TYPED_CELL);
+  if (!typedOk) throw new Error('typing did not reach the notebook document');
+  return r;
+}
 
-/** The same typing into a bare <textarea> in the same browser: the floor this machine and browser set. */
-async function textareaBaseline(browser: Browser): Promise<{ p95: number; over16: number }> {
+/** Resolves, on the page's clock, when the first code cell's editor shows its text. */
+const EDITORS_READY = `new Promise((resolve) => {
+  function check() {
+    const first = document.querySelector('.cell[data-type="code"] .view-lines');
+    if (first && (first.textContent || '').includes('x_0_0')) resolve(performance.now());
+    else requestAnimationFrame(check);
+  }
+  check();
+})`;
+
+/** Opens `file` in a fresh tab, with the HTTP cache warmed once (a returning user has the hashed assets cached). */
+async function openNotebook(browser: Browser, url: string, token: string, file: string): Promise<{ page: Page; editorsReadyMs: number }> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(`${url}/tree?token=${token}`);
+  await page.waitForSelector('.file-row');
+  await page.goto(`${url}/notebooks/${file}`);
+  // Functions handed to the page are strings: tsx's keepNames would wrap named
+  // inner functions in a `__name` helper that does not exist in the page.
+  const editorsReadyMs = await page.evaluate<number>(EDITORS_READY);
+  return { page, editorsReadyMs };
+}
+
+/**
+ * The same notebook (a fresh copy, so edits autosaved by the first run are not in it),
+ * the same cell and the same keys, in a browser that produces frames when needed.
+ */
+async function unthrottledRun(url: string, token: string, root: string): Promise<KeystrokeRun> {
+  await writeFile(path.join(root, 'big-unthrottled.ipynb'), stringifyNotebook(bigNotebook()));
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...UNTHROTTLED_ARGS], headless: true });
   try {
-    await page.setContent('<textarea id="t" style="width:600px;height:300px"></textarea>');
-    await page.click('#t');
-    await page.evaluate(LATENCY_PROBE);
-    for (let i = 0; i < TYPED; i++) await page.keyboard.type('a').then(() => page.waitForTimeout(25));
-    await page.waitForTimeout(300);
-    const lat = await page.evaluate<number[]>('window.__lat');
-    const slow = await page.evaluate<number[]>('window.__slowKeys');
-    return { p95: percentile(lat, 95), over16: slow.length };
-  } finally {
+    const { page } = await openNotebook(browser, url, token, 'big-unthrottled.ipynb');
+    const notebook = await typeInNotebook(page);
     await page.close();
+    return { flags: UNTHROTTLED_ARGS, notebook, textarea: await textareaBaseline(browser) };
+  } finally {
+    await browser.close();
   }
 }
 
@@ -152,24 +199,9 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
   // launchServer, so the browser's pid is known and its renderer's memory can be read.
   const server = await chromium.launchServer({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
   const browser = await chromium.connect(server.wsEndpoint());
-  const ide = { url: stack.url };
   try {
     await writeFile(path.join(stack.root, 'big.ipynb'), stringifyNotebook(bigNotebook()));
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    // Warm the HTTP cache once (a returning user has the hashed assets cached), then measure a fresh navigation.
-    await page.goto(`${ide.url}/tree?token=${token}`);
-    await page.waitForSelector('.file-row');
-    await page.goto(`${ide.url}/notebooks/big.ipynb`);
-    // Functions handed to the page are strings: tsx's keepNames would wrap named
-    // inner functions in a `__name` helper that does not exist in the page.
-    const editorsReadyMs = await page.evaluate<number>(`new Promise((resolve) => {
-      function check() {
-        const first = document.querySelector('.cell[data-type="code"] .view-lines');
-        if (first && (first.textContent || '').includes('x_0_0')) resolve(performance.now());
-        else requestAnimationFrame(check);
-      }
-      check();
-    })`);
+    const { page, editorsReadyMs } = await openNotebook(browser, stack.url, token, 'big.ipynb');
     // First input, as a user would give it the moment the editors appear: Enter
     // (command mode → edit the first cell) and a keystroke, until that keystroke is
     // painted. Both times are on the page's clock, from navigation start.
@@ -187,28 +219,7 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
 
     // Keystroke-to-paint while typing in the middle of the notebook.
     await page.keyboard.press('Escape');
-    await page.evaluate(() => {
-      const k = (window as unknown as { kinesis: { view: { select(id: string): void } } }).kinesis;
-      k.view.select('c00500');
-    });
-    await page.waitForSelector('.cell[data-id="c00500"] .view-lines');
-    await page.locator('.cell[data-id="c00500"] .view-lines').click();
-    await page.evaluate(LATENCY_PROBE);
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Performance.enable');
-    const taskTime = async (): Promise<number> => (await cdp.send('Performance.getMetrics')).metrics.find((m) => m.name === 'TaskDuration')?.value ?? NaN;
-    const busyBefore = await taskTime();
-    for (let i = 0; i < TYPED; i++) await page.keyboard.type(i % 20 === 19 ? ' ' : 'a', { delay: 0 }).then(() => page.waitForTimeout(25));
-    await page.waitForTimeout(300);
-    // Renderer main-thread time (script, style, layout, paint) spent per keystroke.
-    const workPerKeyMs = ((await taskTime()) - busyBefore) * 1000 / TYPED;
-    const lat = await page.evaluate<number[]>('window.__lat');
-    const slowKeys = await page.evaluate<number[]>('window.__slowKeys');
-    // p95 by Event Timing: keystrokes it did not report count as under 16 ms.
-    const etSorted = [...Array(Math.max(0, TYPED - slowKeys.length)).fill(0), ...slowKeys].sort((a, b) => a - b);
-    const etP95 = etSorted[Math.ceil(0.95 * etSorted.length) - 1] ?? 0;
-    const typedOk = await page.evaluate(() => String((window as unknown as { kinesis: { model: { cell(id: string): { get(k: string): unknown } } } }).kinesis.model.cell('c00500')?.get('source')).includes('aaaa'));
-    if (!typedOk) throw new Error('typing did not reach the notebook document');
+    const typed = await typeInNotebook(page);
 
     // Scrolling through the whole notebook: time per scroll step until painted.
     const scrollFrames = await page.evaluate<number[]>(`(async () => {
@@ -224,6 +235,8 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
       return times;
     })()`);
 
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Performance.enable');
     await cdp.send('HeapProfiler.collectGarbage');
     // Let the renderer return the freed pages before reading its RSS.
     await page.waitForTimeout(1000);
@@ -233,33 +246,38 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
     const jsHeapUsedMB = metric('JSHeapUsedSize') / 1024 / 1024;
     const baseline = await textareaBaseline(browser);
     const rendererMB = rendererRssMiB(server.process().pid ?? -1);
+    await page.close();
+    const unthrottled = await unthrottledRun(stack.url, token, stack.root);
+    const os = await import('node:os');
     const result: IdeBenchResult = {
       cells: CELLS,
+      typedKeys: TYPED,
       interactiveMs: Math.round(interactiveMs),
       editorsReadyMs: Math.round(editorsReadyMs),
-      keystrokeP50Ms: +percentile(lat, 50).toFixed(2),
-      keystrokeP95Ms: +percentile(lat, 95).toFixed(2),
-      keystrokeMaxMs: +Math.max(...lat).toFixed(2),
-      keystrokeWorkMs: +workPerKeyMs.toFixed(2),
-      keystrokeEventTimingP95Ms: etP95 >= 16 ? etP95 : null,
-      keystrokesOver16Ms: slowKeys.length,
-      textareaKeystrokeP95Ms: +baseline.p95.toFixed(2),
+      keystrokeP50Ms: typed.p50,
+      keystrokeP95Ms: typed.p95,
+      keystrokeMaxMs: typed.max,
+      keystrokeWorkMs: typed.workPerKey,
+      keystrokeEventTimingP95Ms: typed.eventTimingP95,
+      keystrokesOver16Ms: typed.over16,
+      textareaKeystrokeP50Ms: baseline.p50,
+      textareaKeystrokeP95Ms: baseline.p95,
       textareaKeysOver16Ms: baseline.over16,
+      textareaWorkMs: baseline.workPerKey,
+      unthrottled,
       jsHeapUsedMB: +jsHeapUsedMB.toFixed(1),
       rendererRssMB: +rendererMB.toFixed(1),
       domNodes: metric('Nodes'),
       editorsCreated,
       scrollFrameP95Ms: +percentile(scrollFrames, 95).toFixed(2),
-      targets: { interactiveMs: 1500, keystrokeP95Ms: 16, memoryMB: 300 },
+      targets: { ...TARGETS },
       pass: false,
-      machine: `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} CPUs, Chromium ${browser.version()}`,
-      loadAverage: +((await import('node:os')).loadavg()[0] ?? 0).toFixed(2),
+      machine: `${process.platform} ${process.arch}, ${os.cpus().length} CPUs, Chromium ${browser.version()}`,
+      loadAverage: +(os.loadavg()[0] ?? 0).toFixed(2),
       date: new Date().toISOString(),
     };
-    const pass = result.interactiveMs < 1500 && result.keystrokeP95Ms < 16 && result.rendererRssMB < 300;
-    const final = { ...result, pass };
-    await writeResults(final);
-    await page.close();
+    const final = { ...result, pass: judge(result).pass };
+    await writeIdeReport(final, judge(final));
     return final;
   } finally {
     await browser.close();
@@ -268,36 +286,27 @@ export async function runIdeBench(): Promise<IdeBenchResult> {
   }
 }
 
-async function writeResults(r: IdeBenchResult): Promise<void> {
-  const dir = path.join(REPO, 'bench/results');
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'ide.json'), JSON.stringify(r, null, 2) + '\n');
-  const ok = (b: boolean): string => (b ? 'pass' : 'FAIL');
-  const md = `# IDE benchmark
+export interface Verdict {
+  readonly interactive: boolean;
+  readonly memory: boolean;
+  /** Unthrottled keystroke-to-paint p95 under the target. */
+  readonly keystroke: boolean;
+  /** Main-thread work per keystroke under the target, in both runs. */
+  readonly work: boolean;
+  readonly pass: boolean;
+}
 
-${r.date} · ${r.machine} · load average ${r.loadAverage} (other work on this 2-core machine inflates every figure below)
-
-A ${r.cells}-cell notebook (60% code with stream, image and HTML outputs, 30% markdown with math, 10% raw), served by the Kinesis gateway (contents API, static IDE, a local provider running ipykernel) in headless Chromium (flags: --headless --no-sandbox --disable-gpu).
-
-| measure | result | target | |
-| --- | --- | --- | --- |
-| interactive (visible editors show text and a first keystroke is painted) | ${r.interactiveMs} ms | < ${r.targets.interactiveMs} ms | ${ok(r.interactiveMs < r.targets.interactiveMs)} |
-| visible editors ready | ${r.editorsReadyMs} ms | | |
-| keystroke to paint, p50 / p95 / max (${TYPED} keys in cell 500) | ${r.keystrokeP50Ms} / ${r.keystrokeP95Ms} / ${r.keystrokeMaxMs} ms | p95 < ${r.targets.keystrokeP95Ms} ms | ${ok(r.keystrokeP95Ms < r.targets.keystrokeP95Ms)} |
-| keystroke to next paint by Chrome's Event Timing (as INP), p95 | ${r.keystrokeEventTimingP95Ms === null ? '< 16' : r.keystrokeEventTimingP95Ms} ms (${r.keystrokesOver16Ms} of ${TYPED} keys at 16 ms or more) | p95 < ${r.targets.keystrokeP95Ms} ms | ${ok(r.keystrokeEventTimingP95Ms === null)} |
-| baseline: the same typing into a bare \`<textarea>\` in the same browser, p95 | ${r.textareaKeystrokeP95Ms} ms (${r.textareaKeysOver16Ms} of ${TYPED} keys at 16 ms or more by Event Timing) | | |
-| renderer main-thread time per keystroke (script + style + layout + paint) | ${r.keystrokeWorkMs} ms | | |
-| memory: the tab's renderer process (RSS) | ${r.rendererRssMB} MB | < ${r.targets.memoryMB} MB | ${ok(r.rendererRssMB < r.targets.memoryMB)} |
-| JS heap after GC | ${r.jsHeapUsedMB} MB | | |
-| DOM nodes | ${r.domNodes} | | |
-| Monaco editors created (after scrolling all ${r.cells} cells) | ${r.editorsCreated} | | |
-| scroll step to paint, p95 | ${r.scrollFrameP95Ms} ms | | |
-
-Two keystroke measures: ours, from the keydown event to a task queued after the next frame's paint, and Chrome's Event Timing duration (keydown to the next paint, the measure behind INP). Ours includes the wait for the next 60 Hz frame (uniform over 0-16.7 ms: its own p95 is 15.9 ms); the main-thread time per keystroke is the work the IDE and Monaco add.
-
-For reference, classic Jupyter Notebook 6.4 measured on this machine kind took 21.9 s to open such a notebook, and 1,000 eagerly created Monaco editors take 40-60 s.
-`;
-  await writeFile(path.join(dir, 'ide.md'), md);
+/**
+ * Keystrokes are judged where the measure means the app's latency (the unthrottled
+ * run) and on the main-thread work per key in both runs: the vsync-quantized p95 is
+ * reported but not judged, since a bare textarea does not meet it on this machine.
+ */
+export function judge(r: IdeBenchResult): Verdict {
+  const interactive = r.interactiveMs < r.targets.interactiveMs;
+  const memory = r.rendererRssMB < r.targets.memoryMB;
+  const keystroke = r.unthrottled.notebook.p95 < r.targets.keystrokeP95Ms;
+  const work = Math.max(r.keystrokeWorkMs, r.unthrottled.notebook.workPerKey) < r.targets.keystrokeWorkMs;
+  return { interactive, memory, keystroke, work, pass: interactive && memory && keystroke && work };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

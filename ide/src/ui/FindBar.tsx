@@ -1,7 +1,7 @@
 // Find and replace across every cell's source (Ctrl+F in command mode). Matches are
 // computed on the Y.Text contents, so cells off screen (with no editor) are
 // searched too; replacing edits the Y.Text, which their editors follow.
-import { createMemo, createSignal } from 'solid-js';
+import { createEffect, createMemo, createSignal, on, onCleanup } from 'solid-js';
 import type { JSX } from 'solid-js';
 import type * as Y from 'yjs';
 import type { NotebookView } from './view.ts';
@@ -30,11 +30,25 @@ export function FindBar(props: { view: NotebookView; onClose: () => void }): JSX
   const [caseSensitive, setCase] = createSignal(false);
   const [at, setAt] = createSignal(0);
   const [tick, setTick] = createSignal(0);
+  // Edits re-run the search at most every 250 ms: it reads every cell's text (about
+  // 1 ms for 1,000 cells), which each keystroke in a cell would otherwise pay while
+  // the bar is open. A new query runs it at once. Replace searches the current text
+  // again first, so a count that is up to 250 ms old never edits the wrong place.
+  const [edits, setEdits] = createSignal(0);
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  createEffect(on(props.view.model.version, () => {
+    pending ??= setTimeout(() => {
+      pending = undefined;
+      setEdits((n) => n + 1);
+    }, 250);
+  }, { defer: true }));
+  onCleanup(() => clearTimeout(pending));
   const matches = createMemo(() => {
     tick();
-    props.view.model.version();
+    edits();
     return findMatches(props.view, query(), caseSensitive());
   });
+  const current = (): Match[] => findMatches(props.view, query(), caseSensitive());
   const go = (delta: number): void => {
     const m = matches();
     if (!m.length) return;
@@ -43,7 +57,8 @@ export function FindBar(props: { view: NotebookView; onClose: () => void }): JSX
     props.view.select((m[i] as Match).id);
   };
   const replaceOne = (): void => {
-    const m = matches()[at()];
+    const all = current();
+    const m = all[Math.min(at(), all.length - 1)];
     if (!m) return;
     const text = props.view.model.cell(m.id)?.get('source') as Y.Text | undefined;
     if (!text) return;
@@ -54,7 +69,7 @@ export function FindBar(props: { view: NotebookView; onClose: () => void }): JSX
     setTick((n) => n + 1);
   };
   const replaceAll = (): void => {
-    const all = matches();
+    const all = current();
     // Back to front so earlier offsets stay valid.
     props.view.model.doc.transact(() => {
       for (const m of [...all].reverse()) {
