@@ -37,7 +37,7 @@ export const MAX_RECEIPT_JSON_BYTES = 8192;
 export const CAP_SLACK_MJ = 3n;
 
 /** How the energy was obtained. Never a GPU method on a machine without one. */
-export const RECEIPT_METHODS = ['nvml-counter', 'nvml-power', 'rapl', 'estimate', 'none'] as const;
+export const RECEIPT_METHODS = ['nvml-counter', 'nvml-power', 'amdgpu-energy', 'amdgpu-power', 'rapl', 'estimate', 'none'] as const;
 export type ReceiptMethod = (typeof RECEIPT_METHODS)[number];
 
 /**

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { filterKernelEnv } from '@kinesis/protocol/tunnel';
 
 /** Provider variables passed through to kernels when set (the owner's own GPU/library choices). */
-export const DEFAULT_PASS_ENV: readonly string[] = ['CUDA_VISIBLE_DEVICES', 'NVIDIA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER', 'LD_LIBRARY_PATH', 'TZ', 'LC_ALL'];
+export const DEFAULT_PASS_ENV: readonly string[] = ['CUDA_VISIBLE_DEVICES', 'NVIDIA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER', 'ROCR_VISIBLE_DEVICES', 'HIP_VISIBLE_DEVICES', 'LD_LIBRARY_PATH', 'TZ', 'LC_ALL'];
 
 // Never taken from a client, whatever an allow-list says: they change what code runs.
 const CLIENT_DENY = /^(PATH|HOME|TMPDIR|LD_.*|PYTHON(PATH|HOME|STARTUP|USERBASE)|JPY_PARENT_PID|KINESIS_KERNEL_ID|NODE_OPTIONS)$/;

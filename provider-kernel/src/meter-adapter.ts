@@ -56,7 +56,7 @@ export async function createProviderMeter(o: ProviderMeterOptions): Promise<Prov
     gpus: () =>
       hw.gpus.map((g) => ({
         kind: 'gpu' as const,
-        vendor: 'NVIDIA',
+        vendor: g.vendor === 'amd' ? 'AMD' : 'NVIDIA',
         name: g.name.slice(0, 128),
         index: g.index,
         memoryMiB: Math.floor(g.memoryTotalBytes / 1048576),

@@ -267,6 +267,7 @@ describe('ledger: tampered receipts are rejected and recorded', () => {
   it('a GPU method from a provider that advertised none; wrong kernel; wrong provider; the future; garbage', () => {
     const { chain, r } = setup(19);
     expect(ledger.verifyAndRecord(provider.address, chain.next(r), ctx('k-t', { gpuMethodsAllowed: false }))).toMatchObject({ ok: false, reason: 'method-mismatch' });
+    expect(ledger.verifyAndRecord(provider.address, chain.next(r, { method: 'amdgpu-energy', device: 'amd:0:Radeon' }), ctx('k-t', { gpuMethodsAllowed: false }))).toMatchObject({ ok: false, reason: 'method-mismatch' });
     expect(ledger.verifyAndRecord(provider.address, chain.next(r), ctx('k-other'))).toMatchObject({ ok: false, reason: 'wrong-kernel' });
     expect(ledger.verifyAndRecord(attacker.address, chain.next(r), ctx('k-t'))).toMatchObject({ ok: false, reason: 'bad-signature' });
     expect(ledger.verifyAndRecord(provider.address, chain.next(r), ctx('k-t', { receivedAtMs: T0 - 1_000_000 }))).toMatchObject({ ok: false, reason: 'future' });

@@ -158,5 +158,5 @@ export function verifyReceiptAgainst(
 }
 
 function isGpuMethod(m: UsageReceipt): boolean {
-  return m.method.startsWith('nvml-') || m.device.startsWith('nvidia:');
+  return m.method.startsWith('nvml-') || m.method.startsWith('amdgpu-') || m.device.startsWith('nvidia:') || m.device.startsWith('amd:');
 }

@@ -35,6 +35,8 @@ export interface MeterOptions {
   readonly sampleIntervalMs?: number;
   /** NVML library path; null disables GPUs. Default: KINESIS_NVML_LIB, else libnvidia-ml.so.1 / nvml.dll. */
   readonly nvmlLibrary?: string | null;
+  /** Where amdgpu's cards are (amdgpu.ts); null: no AMD GPUs. Default /sys/class/drm on Linux. */
+  readonly drmRoot?: string | null;
   readonly cpu?: {
     /** Package power for the CPU estimate; default 10 W per logical CPU, at least 35 W. */
     readonly packagePowerW?: number;
@@ -107,13 +109,21 @@ const START_TIMEOUT_MS = 30_000;
 const MAX_CLOSED_BOOKS = 10_000;
 
 /** Windows shorter than this are `measured-short` (the counter updates every 20-100 ms). */
-const SHORT_MS: Partial<Record<ReceiptMethod, number>> = { 'nvml-counter': 100, 'nvml-power': 1000 };
+/** Each GPU vendor's methods: its energy counter, and its integrated power. */
+const GPU_METHODS = {
+  nvidia: { counter: 'nvml-counter', power: 'nvml-power' },
+  amd: { counter: 'amdgpu-energy', power: 'amdgpu-power' },
+} as const satisfies Record<GpuInfo['vendor'], { counter: ReceiptMethod; power: ReceiptMethod }>;
+
+const SHORT_MS: Partial<Record<ReceiptMethod, number>> = { 'nvml-counter': 100, 'nvml-power': 1000, 'amdgpu-energy': 100, 'amdgpu-power': 1000 };
 
 interface Device {
   readonly label: string;
   readonly windows: DeviceWindows;
   readonly capMw: number;
   readonly primary: ReceiptMethod;
+  /** A GPU's counter and power methods (its vendor's names). */
+  readonly methods?: { readonly counter: ReceiptMethod; readonly power: ReceiptMethod };
 }
 
 interface KernelBook {
@@ -135,6 +145,7 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
   }
   const config: SamplerConfig = {
     nvmlLibrary: opts.nvmlLibrary === undefined ? defaultNvmlLibrary() : opts.nvmlLibrary,
+    drmRoot: opts.drmRoot === undefined ? (process.platform === 'linux' ? '/sys/class/drm' : null) : opts.drmRoot,
     raplRoot: opts.cpu?.raplRoot ?? '/sys/class/powercap',
     procRoot: opts.cpu?.procRoot ?? '/proc',
     periodMs,
@@ -204,10 +215,11 @@ class MeterImpl implements Meter {
     const stuckAfterMs = opts.stuckCounterMs ?? 1000;
     this.#gpuDevices = hello.gpus.map((g) => {
       const capMw = g.powerLimitMw ?? opts.gpuFallbackCapMw ?? 1_000_000;
-      const primary: ReceiptMethod = g.energyCounter ? 'nvml-counter' : g.powerReading ? 'nvml-power' : 'none';
-      return { label: deviceLabel(`nvidia:${g.index}:${g.name}`), windows: new DeviceWindows({ policy: 'gpu', capMw }), capMw, primary };
+      const m = GPU_METHODS[g.vendor];
+      const primary: ReceiptMethod = g.energyCounter ? m.counter : g.powerReading ? m.power : 'none';
+      return { label: deviceLabel(`${g.vendor}:${g.index}:${g.name}`), windows: new DeviceWindows({ policy: 'gpu', capMw }), capMw, primary, methods: m };
     });
-    this.#gpuNorms = this.#gpuDevices.map((d) => new GpuNormalizer({ capMw: d.capMw, stuckAfterMs }));
+    this.#gpuNorms = this.#gpuDevices.map((d) => new GpuNormalizer({ capMw: d.capMw, stuckAfterMs, methods: d.methods }));
     const cpu = hello.cpu;
     this.#cpuPackagePowerW = opts.cpu?.packagePowerW ?? defaultPackagePowerW(cpu.cores);
     const packagePowerMw = Math.round(this.#cpuPackagePowerW * 1000);
@@ -436,6 +448,8 @@ function qualityOf(method: ReceiptMethod, windowMs: number, isExecution: boolean
   switch (method) {
     case 'nvml-counter':
     case 'nvml-power':
+    case 'amdgpu-energy':
+    case 'amdgpu-power':
       return isExecution && windowMs < (SHORT_MS[method] ?? 0) ? 'measured-short' : 'measured';
     case 'rapl':
       return 'vendor-modelled';

@@ -59,7 +59,10 @@ export class GpuNormalizer {
   #frozenPowerMj = 0;
   #stuck = false;
 
-  constructor(opts: { capMw: number; stuckAfterMs?: number }) {
+  readonly #methods: { readonly counter: ReceiptMethod; readonly power: ReceiptMethod };
+
+  constructor(opts: { capMw: number; stuckAfterMs?: number; methods?: { readonly counter: ReceiptMethod; readonly power: ReceiptMethod } }) {
+    this.#methods = opts.methods ?? { counter: 'nvml-counter', power: 'nvml-power' };
     this.#capMw = opts.capMw;
     this.#stuckAfterMs = opts.stuckAfterMs ?? 1000;
   }
@@ -80,7 +83,7 @@ export class GpuNormalizer {
     const dt = r.tMs - p.tMs;
     const powerMj = integratePower(p.powerMw, r.powerMw, dt);
     let energy: number | null = null;
-    let method: ReceiptMethod = 'nvml-counter';
+    let method: ReceiptMethod = this.#methods.counter;
     if (p.counterMj !== null && r.counterMj !== null) {
       const d = r.counterMj - p.counterMj;
       if (d < 0n) {
@@ -103,7 +106,7 @@ export class GpuNormalizer {
     }
     if (energy === null) {
       energy = powerMj;
-      method = energy === null ? 'none' : 'nvml-power';
+      method = energy === null ? 'none' : this.#methods.power;
       energy ??= 0;
     }
     const cap = capFor(this.#capMw, dt);

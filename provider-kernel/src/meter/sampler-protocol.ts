@@ -5,6 +5,8 @@
 export interface SamplerConfig {
   /** Path or name of libnvidia-ml; null: do not use NVML. */
   readonly nvmlLibrary: string | null;
+  /** Where the amdgpu driver's cards are (/sys/class/drm); null: do not look for AMD GPUs. */
+  readonly drmRoot: string | null;
   readonly raplRoot: string;
   readonly procRoot: string;
   readonly periodMs: number;
@@ -13,6 +15,8 @@ export interface SamplerConfig {
 }
 
 export interface GpuInfo {
+  /** Read through NVML, or through the amdgpu driver's sysfs files (amdgpu.ts). */
+  readonly vendor: 'nvidia' | 'amd';
   readonly index: number;
   readonly name: string;
   readonly memoryTotalBytes: number;

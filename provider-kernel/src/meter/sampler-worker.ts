@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Nvml } from './nvml.ts';
+import { findAmdGpus, readAmdBusyPercent, readAmdEnergyMj, readAmdPowerMw, type AmdGpu } from './amdgpu.ts';
 import { ProcTicksReader, clockTicksPerSecond, cpuCount, cpuModel, findRaplZones, processTree, readRaplUj, readSystemTicks } from './cpu.ts';
 import type { CpuTick, GpuInfo, GpuTick, MainToWorker, SamplerConfig, TickMessage, WorkerToMain } from './sampler-protocol.ts';
 
@@ -29,7 +30,8 @@ const tracked = new Map<string, Tracked>();
 
 let nvml: Nvml | null = null;
 let nvmlError: string | null = null;
-const gpus: Array<{ info: GpuInfo; handle: unknown; lastSeenUs: bigint; weights: Map<string, number> | null; weightsAt: number }> = [];
+/** `handle` is NVML's device handle; `amd` the card's sysfs files (one or the other). */
+const gpus: Array<{ info: GpuInfo; handle: unknown; amd?: AmdGpu; lastSeenUs: bigint; weights: Map<string, number> | null; weightsAt: number }> = [];
 
 function probe<T>(f: () => T): T | null {
   try {
@@ -52,6 +54,7 @@ if (config.nvmlLibrary !== null) {
         weights: null,
         weightsAt: 0,
         info: {
+          vendor: 'nvidia',
           index,
           name: probe(() => nvml!.name(h)) ?? `GPU ${index}`,
           memoryTotalBytes: mem?.totalBytes ?? 0,
@@ -68,6 +71,31 @@ if (config.nvmlLibrary !== null) {
     nvml?.close();
     nvml = null;
     gpus.length = 0;
+  }
+}
+
+// AMD cards come after NVIDIA's in the index space (a machine with both is rare; the index
+// is the provider's, used for ROCR_VISIBLE_DEVICES by card order among AMD cards).
+if (config.drmRoot !== null) {
+  for (const amd of findAmdGpus(config.drmRoot)) {
+    gpus.push({
+      handle: null,
+      amd,
+      lastSeenUs: 0n,
+      weights: null,
+      weightsAt: 0,
+      info: {
+        vendor: 'amd',
+        index: gpus.length,
+        name: amd.name,
+        memoryTotalBytes: amd.memoryTotalBytes,
+        memoryUsedBytes: 0,
+        powerLimitMw: amd.powerLimitMw,
+        energyCounter: readAmdEnergyMj(amd) !== null,
+        powerReading: readAmdPowerMw(amd) !== null,
+        processUtilization: false, // amdgpu has no per-process utilization: shared cards split equally
+      },
+    });
   }
 }
 
@@ -118,6 +146,10 @@ function tick(): void {
   }
   const tMs = Date.now();
   const gpuTicks: GpuTick[] = gpus.map((g) => {
+    if (g.amd) {
+      const a = g.amd;
+      return { index: g.info.index, counterMj: g.info.energyCounter ? readAmdEnergyMj(a) : null, powerMw: g.info.powerReading ? readAmdPowerMw(a) : null, utilGpu: readAmdBusyPercent(a) };
+    }
     const h = g.handle;
     const counterMj = g.info.energyCounter ? probe(() => nvml!.totalEnergyMj(h)) : null;
     const powerMw = g.info.powerReading ? probe(() => nvml!.powerMw(h)) : null;

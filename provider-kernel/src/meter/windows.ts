@@ -28,12 +28,14 @@ export type DevicePolicy = 'gpu' | 'cpu';
 export const METHOD_REL_UNCERTAINTY: Record<ReceiptMethod, number> = {
   'nvml-counter': 0.05,
   'nvml-power': 0.1,
+  'amdgpu-energy': 0.05,
+  'amdgpu-power': 0.1,
   rapl: 0.1,
   estimate: 0.5,
   none: 0,
 };
 /** Weaker methods rank lower; a receipt states the weakest method that contributed. */
-const METHOD_RANK: Record<ReceiptMethod, number> = { 'nvml-counter': 4, rapl: 3, 'nvml-power': 2, estimate: 1, none: 0 };
+const METHOD_RANK: Record<ReceiptMethod, number> = { 'nvml-counter': 4, 'amdgpu-energy': 4, rapl: 3, 'nvml-power': 2, 'amdgpu-power': 2, estimate: 1, none: 0 };
 const SPLIT_RANK: Record<ReceiptSplit, number> = { exclusive: 0, 'shared-equal': 1, 'shared-gpu-util': 2, 'shared-cpu-time': 2 };
 
 export interface ReceiptLines {
