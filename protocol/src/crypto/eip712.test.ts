@@ -76,8 +76,8 @@ describe('fast EIP-712 and secp256k1', () => {
 
   it('checksums addresses as ethers getAddress does, and refuses a wrong mixed-case checksum', () => {
     const rand = prng(55);
-    for (let i = 0; i < 200; i++) {
-      const a = Wallet.createRandom().address;
+    for (let i = 0; i < 300; i++) {
+      const a = getAddress('0x' + Array.from({ length: 20 }, () => Math.floor(rand() * 256).toString(16).padStart(2, '0')).join(''));
       const lower = a.toLowerCase();
       const upper = '0x' + a.slice(2).toUpperCase();
       for (const form of [a, lower, upper]) {
@@ -90,6 +90,8 @@ describe('fast EIP-712 and secp256k1', () => {
       const j = letters[Math.floor(rand() * letters.length)]! + 2;
       const c = a[j]!;
       const bad = a.slice(0, j) + (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()) + a.slice(j + 1);
+      // A flip that leaves the address all lower or all upper case is a valid unchecksummed form.
+      if (bad.slice(2) === bad.slice(2).toLowerCase() || bad.slice(2) === bad.slice(2).toUpperCase()) continue;
       expect(() => getAddress(bad)).toThrow();
       expect(() => checksumAddress(bad)).toThrow(ProtocolError);
     }
