@@ -8,13 +8,24 @@
 //   4. the kernelspec's own `env`, with ${VAR} substituted as jupyter_client does
 //      (string.Template.safe_substitute: unknown names stay as written).
 import path from 'node:path';
-import { filterKernelEnv } from '@kinesis/protocol/tunnel';
+import { filterKernelEnv, type DeviceInfo } from '@kinesis/protocol/tunnel';
 
 /** Provider variables passed through to kernels when set (the owner's own GPU/library choices). */
 export const DEFAULT_PASS_ENV: readonly string[] = ['CUDA_VISIBLE_DEVICES', 'NVIDIA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER', 'ROCR_VISIBLE_DEVICES', 'HIP_VISIBLE_DEVICES', 'LD_LIBRARY_PATH', 'TZ', 'LC_ALL'];
 
 // Never taken from a client, whatever an allow-list says: they change what code runs.
 const CLIENT_DENY = /^(PATH|HOME|TMPDIR|LD_.*|PYTHON(PATH|HOME|STARTUP|USERBASE)|JPY_PARENT_PID|KINESIS_KERNEL_ID|NODE_OPTIONS)$/;
+
+/**
+ * The variables that give a kernel its one GPU. NVIDIA: the NVML / nvidia-smi index, by PCI
+ * bus order. AMD: the card's place among the AMD cards, which is ROCm's device order.
+ */
+export function gpuEnv(devices: readonly DeviceInfo[], gpu: number): Record<string, string> {
+  const gpus = devices.filter((d) => d.kind === 'gpu');
+  const dev = gpus.find((d) => d.index === gpu);
+  if (dev?.vendor === 'AMD') return { ROCR_VISIBLE_DEVICES: String(gpus.filter((d) => d.vendor === 'AMD').indexOf(dev)) };
+  return { CUDA_VISIBLE_DEVICES: String(gpu), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
+}
 
 export interface KernelEnvOptions {
   readonly kernelId: string;

@@ -31,6 +31,7 @@ import type { Logger } from './logger.ts';
 import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './metering.ts';
 import { Outbox, type OutboxOptions, type OutboxSocket } from './outbox.ts';
 import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
+import { gpuEnv } from './kernel-env.ts';
 import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
 
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
@@ -245,7 +246,7 @@ export class Provider {
       kernelId,
       spec,
       clientEnv: env,
-      ...(gpu === undefined ? {} : { extraEnv: this.gpuEnv(gpu) }),
+      ...(gpu === undefined ? {} : { extraEnv: gpuEnv(this.o.hardware.devices, gpu) }),
       dataDir: this.o.dataDir,
       logger: this.o.logger,
       hooks: this.hooks,
@@ -270,17 +271,6 @@ export class Provider {
   }
 
   /** The GPU with the fewest live kernels; undefined when this provider has none. */
-  /**
-   * One GPU per kernel. NVIDIA: by PCI bus order, as NVML and nvidia-smi number them. AMD: by
-   * the card's place among the AMD cards, which is ROCm's device order.
-   */
-  private gpuEnv(gpu: number): Record<string, string> {
-    const gpus = this.o.hardware.devices.filter((d) => d.kind === 'gpu');
-    const dev = gpus.find((d) => d.index === gpu);
-    if (dev?.vendor === 'AMD') return { ROCR_VISIBLE_DEVICES: String(gpus.filter((d) => d.vendor === 'AMD').indexOf(dev)) };
-    return { CUDA_VISIBLE_DEVICES: String(gpu), CUDA_DEVICE_ORDER: 'PCI_BUS_ID' };
-  }
-
   private pickGpu(): number | undefined {
     const gpus = this.o.hardware.devices.filter((d) => d.kind === 'gpu').map((d) => d.index);
     if (gpus.length === 0) return undefined;
