@@ -97,7 +97,7 @@ export interface IdeBenchResult {
   readonly editorsCreated: number;
   readonly scrollFrameP95Ms: number;
   readonly targets: { interactiveMs: number; keystrokeP95Ms: number; keystrokeWorkMs: number; memoryMB: number };
-  /** interactive, memory, and keystrokes judged on the unthrottled run (p95 and work per key); see the header. */
+  /** Interactive, memory, unthrottled keystroke p95, and main-thread CPU per key in the vsync run (see judge()). */
   readonly pass: boolean;
   readonly machine: string;
   /** 1-minute load average when the run ended: these figures mean little on a busy machine. */
