@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, each side by side with its reference in one run.
-// Results go to bench/results/<name>.json and a summary in bench/results/README.md.
+// Results go to bench/results/<name>.json (and a <name>.md where the bench writes one).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
