@@ -23,7 +23,8 @@ Options:
   --chain-id <n>       chain id the usage receipts are signed for (default 31337, local anvil)
   --no-metering        run without the energy meter (replies carry no receipts)
   --output-batch-ms <n> the first n ms of a cell's messages leave in one write
-                       (default 6; 0 sends each message at once; at most 1000)
+                       (default 0: off; 6 fits a short cell; at most 1000; see
+                       docs/protocols.md for a Jupyter Server 1.23 caveat)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 

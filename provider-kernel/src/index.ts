@@ -36,7 +36,7 @@ export interface StartProviderOptions {
   /** nvidia-smi to query; false to skip GPU detection. */
   readonly nvidiaSmi?: string | false;
   readonly maxKernels?: number;
-  /** The first this-many ms of a cell's messages leave in one write (batch.ts; default 6, 0: off). */
+  /** The first this-many ms of a cell's messages leave in one write (batch.ts; default 0: off). */
   readonly outputBatchMs?: number;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
   readonly passEnv?: readonly string[];
