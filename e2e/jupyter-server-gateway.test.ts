@@ -42,6 +42,17 @@ it('creates a notebook session through Jupyter Server whose kernel runs on the p
     if (m.header.msg_type === 'stream') out += String(m.content['text']);
   };
   try {
+    // As Jupyter clients do (JupyterLab waits for kernel_info_reply; Jupyter Server itself
+    // "nudges" with kernel_info_request until the kernel answers), handshake before the
+    // first execute: Jupyter Server 1.23's gateway client can lose a message a client sends
+    // while its own connection to the gateway is still opening (seen with session 1's
+    // gateway as well, under load), so the request is repeated until a reply comes.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ok = await Promise.race([c.request('kernel_info_request', {}).then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 2000))]);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('no kernel_info_reply through Jupyter Server in 30 s');
+    }
     const r = await c.execute("import os\nprint('ran on provider', os.environ.get('KINESIS_KERNEL_ID', 'no-id'))");
     expect(r.reply.content['status']).toBe('ok');
     expect(out).toContain('ran on provider');
