@@ -3,8 +3,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { startStack } from '../lib/stack.ts';
 import { WsKernelClient, rest, percentile } from '../lib/ws-kernel-client.ts';
 import { startDirectKernel } from '../lib/direct-kernel.ts';
-const ticks = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return Number(f[11]) + Number(f[12]); };
-const uticks = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" "); return Number(f[11]); };
+/** utime (user only) or utime + stime of a process, in clock ticks (proc(5) fields 14, 15). */
+const procTicks = (pid: number, userOnly = false) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return Number(f[11]) + (userOnly ? 0 : Number(f[12])); };
+const ticks = (pid: number) => procTicks(pid);
+const uticks = (pid: number) => procTicks(pid, true);
 const kernelPid = (tag: string) => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => { try { const c = readFileSync(`/proc/${p}/cmdline`, 'utf8'); return c.includes('ipykernel_launcher') && c.includes(tag); } catch { return false; } });
 const d = await startDirectKernel();
 for (let i = 0; i < 30; i++) await d.execute('1+1');

@@ -5,7 +5,7 @@
 // this after the kernel's idle has left too); the verdict follows as a `kinesis_usage` iopub
 // message whose parent is the execute_request, so
 // a client shows a cell's cost as verified, or learns that the gateway rejected it.
-import { decodeV1, encodeV1, makeMessage, splitV1, type HardwareInfo } from '@kinesis/protocol';
+import { decodeV1, encodeV1, makeMessage, splitV1, type HardwareInfo, type MessageHeader } from '@kinesis/protocol';
 import { RECEIPT_METADATA_KEY, USAGE_MSG_TYPE, type ReceiptVerdict } from '@kinesis/protocol/receipt';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { Kernel } from './kernels/kernel.ts';
@@ -35,15 +35,7 @@ export function receiptRecorder(ledger: Ledger, logger: Logger): (kernel: Kernel
     if (!link) return;
     const verdict = record(ledger, logger, link, kernel.id, msg.parent_header.session || null, receipt);
     if (!verdict) return;
-    const notice = makeMessage({
-      channel: 'iopub',
-      msgType: USAGE_MSG_TYPE,
-      session: msg.header.session,
-      username: 'kinesis-gateway',
-      parent: msg.parent_header,
-      content: { receipt, verdict },
-    });
-    kernel.deliverFromGateway(encodeV1(notice));
+    tellClients(kernel, msg.header.session, msg.parent_header, receipt, verdict);
   };
 }
 
@@ -56,9 +48,14 @@ export function closingReceiptRecorder(ledger: Ledger, logger: Logger): (link: P
   return (link, kernelId, receipt, kernel) => {
     const verdict = record(ledger, logger, link, kernelId, null, receipt);
     if (!verdict || !kernel) return;
-    const notice = makeMessage({ channel: 'iopub', msgType: USAGE_MSG_TYPE, session: 'kinesis-gateway', username: 'kinesis-gateway', content: { receipt, verdict } });
-    kernel.deliverFromGateway(encodeV1(notice));
+    tellClients(kernel, 'kinesis-gateway', {}, receipt, verdict);
   };
+}
+
+/** The verdict as a `kinesis_usage` iopub message to every client of the kernel (parent: the cell, if any). */
+function tellClients(kernel: Kernel, session: string, parent: Partial<MessageHeader>, receipt: unknown, verdict: ReceiptVerdict): void {
+  const notice = makeMessage({ channel: 'iopub', msgType: USAGE_MSG_TYPE, session, username: 'kinesis-gateway', parent, content: { receipt, verdict } });
+  kernel.deliverFromGateway(encodeV1(notice));
 }
 
 /** Verifies against what the provider advertised and records; undefined when the ledger failed. */

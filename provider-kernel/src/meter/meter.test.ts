@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { amountForEnergy, receiptCapMj, receiptTotalMj, verifyReceipt, type SignedReceipt } from '@kinesis/protocol/receipt';
 import { createMeter, MeterError, type Meter } from './meter.ts';
 import { processTree, readProcTicks } from './cpu.ts';
+import { measuredPart } from './testing/receipts.ts';
 import { buildFakeNvml, scheduleEnergyMj, writeControl, type FakeGpu } from './fake-nvml/fake-nvml.ts';
 
 const wallet = new Wallet('0x' + '22'.repeat(32));
@@ -64,15 +65,6 @@ function checkReceipts(rs: SignedReceipt[]): bigint {
   return cum;
 }
 
-/**
- * mJ a constant `mw` board delivers over the part of the execution window the receipt
- * could measure: from its start to the last sample (toMs). Timing-robust on a loaded machine.
- */
-function measuredPart(r: SignedReceipt, mw: number): number {
-  const m = r.message;
-  const ms = Math.max(0, Math.min(Number(m.toMs), Number(m.endMs)) - Math.max(Number(m.startMs), Number(m.fromMs)));
-  return (mw * ms) / 1000;
-}
 
 function gpu(over: FakeGpu = {}): FakeGpu {
   return { name: 'Fake H100', limitMw: 700_000, updateMs: 20, offsetMj: 9_000_000_000, power: [{ tMs: Date.now() - 60_000, mw: 200_000, util: 60 }], ...over };
