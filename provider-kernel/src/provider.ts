@@ -20,7 +20,7 @@ import {
 } from '@kinesis/protocol/tunnel';
 import type { SignedReceipt } from '@kinesis/protocol/receipt';
 import type { RunAs } from './connection.ts';
-import { corkForTick, holdFlush, releaseFlush } from './cork.ts';
+import { corkForTick, holdFlush, releaseFlush } from '@kinesis/protocol/node/cork';
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';

@@ -2,7 +2,7 @@
 // hands it v1 bytes and, for legacy clients, a converter run at most once per message.
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { corkForTick } from '../http/cork.ts';
+import { corkForTick } from '@kinesis/protocol/node/cork';
 import { SentLog } from './sent-log.ts';
 
 /** What a resuming client's connection remembers of what was sent to it. */

@@ -5,7 +5,7 @@
 // provider are handed to `onKernelFrame` as views (no copy, no parse here).
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { corkForTick } from '../http/cork.ts';
+import { corkForTick } from '@kinesis/protocol/node/cork';
 import {
   decodeFrame,
   encodeControl,

@@ -1,2 +1,0 @@
-// Write coalescing and flush holds: shared with the gateway (protocol/src/node/cork.ts).
-export { corkForTick, holdFlush, releaseFlush } from '@kinesis/protocol/node/cork';
