@@ -127,6 +127,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     perMessageDeflate: false,
     clientTracking: false,
     maxPayload: tuning.maxClientFrameBytes,
+    // Pongs are sent by ClientConnection.pong, which holds one back while a frame is being
+    // streamed to that client (kernels/client.ts).
+    autoPong: false,
     handleProtocols: (offered) => (offered.has(V1_SUBPROTOCOL) ? V1_SUBPROTOCOL : false),
   });
   const tunnelWss = new WebSocketServer({

@@ -9,7 +9,17 @@ export const DEFAULT_MAX_TUNNEL_FRAME = 64 * 1024 * 1024;
 export const MAX_CONTROL_BYTES = 1024 * 1024;
 export const DEFAULT_INITIAL_CREDIT = 8 * 1024 * 1024;
 
-export const FrameKind = { Control: 0x01, Kernel: 0x02, Credit: 0x03 } as const;
+export const FrameKind = { Control: 0x01, Kernel: 0x02, Credit: 0x03, KernelPart: 0x04 } as const;
+
+/**
+ * Features a gateway names in `welcome`; a provider uses one only when its gateway named it.
+ * - `kernel-parts`: a large kernel message may cross as KERNEL PART frames (docs/protocols.md),
+ *   which the gateway forwards to clients as they arrive instead of after the whole message.
+ */
+export const TUNNEL_FEATURES = ['kernel-parts'] as const;
+export type TunnelFeature = (typeof TUNNEL_FEATURES)[number];
+/** Bytes of a KERNEL PART frame's header: kind, kernel id, total length, offset. */
+export const KERNEL_PART_HEADER_BYTES = 33;
 
 // ---- control messages -----------------------------------------------------------
 
@@ -71,7 +81,7 @@ export interface Hello extends Offer {
   readonly kernels: readonly RunningKernelAd[];
 }
 export interface Advertise extends Offer { readonly type: 'advertise' }
-export interface Welcome { readonly type: 'welcome'; readonly providerId: string; readonly initialCredit: number }
+export interface Welcome { readonly type: 'welcome'; readonly providerId: string; readonly initialCredit: number; readonly features?: readonly TunnelFeature[] }
 export interface StartKernel { readonly type: 'start_kernel'; readonly id: number; readonly kernelId: string; readonly specName: string; readonly env: Readonly<Record<string, string>> }
 export interface InterruptKernel { readonly type: 'interrupt_kernel'; readonly id: number; readonly kernelId: string }
 export interface RestartKernel { readonly type: 'restart_kernel'; readonly id: number; readonly kernelId: string }
@@ -92,7 +102,9 @@ export type ControlMessage = Challenge | Hello | Welcome | KernelRequest | Reply
 export type TunnelFrame =
   | { readonly kind: 'control'; readonly message: ControlMessage }
   | { readonly kind: 'kernel'; readonly kernelId: string; readonly payload: Uint8Array }
-  | { readonly kind: 'credit'; readonly kernelId: string; readonly bytes: number };
+  | { readonly kind: 'credit'; readonly kernelId: string; readonly bytes: number }
+  /** `bytes` of a v1 frame of `total` bytes, starting at `offset` (docs/protocols.md, KERNEL PART). */
+  | { readonly kind: 'kernel-part'; readonly kernelId: string; readonly total: number; readonly offset: number; readonly bytes: Buffer };
 
 /** The text a provider signs (EIP-191 personal_sign) to prove its address to a gateway. */
 export function authText(gatewayId: string, nonce: string): string {
@@ -145,6 +157,20 @@ export function encodeKernelFrame(kernelId: string, v1Payload: Uint8Array): Buff
   return out;
 }
 
+/**
+ * The 33-byte header of a KERNEL PART frame; the part's bytes follow it in the same
+ * WebSocket message (the provider sends header and bytes as two fragments of one message,
+ * so the bytes are never copied into a new buffer).
+ */
+export function encodeKernelPartHeader(kernelIdBytes: Uint8Array, total: number, offset: number): Buffer {
+  const out = Buffer.allocUnsafe(KERNEL_PART_HEADER_BYTES);
+  out[0] = FrameKind.KernelPart;
+  out.set(kernelIdBytes.subarray(0, 16), 1);
+  out.writeBigUInt64LE(BigInt(total), 17);
+  out.writeBigUInt64LE(BigInt(offset), 25);
+  return out;
+}
+
 export function encodeCredit(kernelId: string, bytes: number): Buffer {
   const out = Buffer.allocUnsafe(21);
   out[0] = FrameKind.Credit;
@@ -175,6 +201,16 @@ export function decodeFrame(data: Uint8Array, opts: { maxBytes?: number } = {}):
     case FrameKind.Credit:
       if (f.length !== 21) throw malformed('credit frame must be 21 bytes');
       return { kind: 'credit', kernelId: bytesToUuid(f.subarray(1, 17)), bytes: f.readUInt32BE(17) };
+    case FrameKind.KernelPart: {
+      if (f.length <= KERNEL_PART_HEADER_BYTES) throw malformed('kernel part frame has no bytes');
+      const total = f.readBigUInt64LE(17);
+      const offset = f.readBigUInt64LE(25);
+      const n = BigInt(f.length - KERNEL_PART_HEADER_BYTES);
+      // A message in parts is still one kernel message: `total` obeys the same bound as a frame.
+      if (total > BigInt(max)) throw tooBig(Number(total), max);
+      if (offset + n > total) throw malformed('kernel part runs past the end of its message');
+      return { kind: 'kernel-part', kernelId: bytesToUuid(f.subarray(1, 17)), total: Number(total), offset: Number(offset), bytes: f.subarray(KERNEL_PART_HEADER_BYTES) };
+    }
     default:
       throw new ProtocolError(1003, `unknown tunnel frame kind ${f[0]}`);
   }
@@ -272,7 +308,13 @@ export function validateControl(v: unknown): ControlMessage {
     case 'advertise':
       return { type, ...validateOffer(m) };
     case 'welcome':
-      return { type, providerId: str(m['providerId'], 'providerId', { re: ADDRESS_RE }), initialCredit: int(m['initialCredit'], 'initialCredit', 1024, 0xffffffff) };
+      return {
+        type,
+        providerId: str(m['providerId'], 'providerId', { re: ADDRESS_RE }),
+        initialCredit: int(m['initialCredit'], 'initialCredit', 1024, 0xffffffff),
+        // Unknown feature names are ignored (a newer gateway may offer more), never an error.
+        ...(m['features'] === undefined ? {} : { features: arr(m['features'], 'features', 64).filter((f): f is TunnelFeature => (TUNNEL_FEATURES as readonly unknown[]).includes(f)) }),
+      };
     case 'start_kernel':
       return { type, id: reqId(m['id']), kernelId: kernelId(m['kernelId']), specName: str(m['specName'], 'specName', { re: NAME_RE }), env: filterKernelEnv(m['env']) };
     case 'interrupt_kernel':

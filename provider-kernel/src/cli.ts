@@ -5,6 +5,7 @@ import { ProviderConfigError } from './errors.ts';
 import { tunnelUrl } from './link.ts';
 import type { LogLevel } from './logger.ts';
 import { DEFAULT_OUTPUT_BATCH_MS } from './batch.ts';
+import { DEFAULT_PART_BYTES } from './kernel-frame.ts';
 
 export const USAGE = `Usage: kinesis-provider --gateway <url> --data-dir <dir> [options]
 
@@ -25,6 +26,9 @@ Options:
   --output-batch-ms <n> the first n ms of a cell's messages leave in one write
                        (default 0: off; 6 fits a short cell; at most 1000; see
                        docs/protocols.md for a Jupyter Server 1.23 caveat)
+  --part-bytes <n>     output larger than n bytes crosses the tunnel in parts of n
+                       bytes, forwarded by the gateway as they arrive (default
+                       262144; 0: whole messages only; 65536 to 16777216)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
@@ -43,6 +47,7 @@ export interface CliConfig {
   /** undefined: metering off. */
   readonly chainId: bigint | undefined;
   readonly outputBatchMs: number;
+  readonly partBytes: number;
 }
 
 export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
@@ -67,6 +72,7 @@ export function parseCli(argv: readonly string[]): CliResult {
         'no-metering': { type: 'boolean' },
         'kernel-user': { type: 'string' },
         'output-batch-ms': { type: 'string' },
+        'part-bytes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -97,6 +103,11 @@ export function parseCli(argv: readonly string[]): CliResult {
   if (typeof batchText !== 'string' || !/^(0|[1-9][0-9]{0,3})$/.test(batchText) || Number(batchText) > 1000) {
     throw new ProviderConfigError('--output-batch-ms must be a whole number of milliseconds from 0 to 1000');
   }
+  const partText = values['part-bytes'] ?? String(DEFAULT_PART_BYTES);
+  const partBytes = typeof partText === 'string' && /^(0|[1-9][0-9]{0,8})$/.test(partText) ? Number(partText) : NaN;
+  if (!(partBytes === 0 || (partBytes >= 65536 && partBytes <= 16 * 1024 * 1024))) {
+    throw new ProviderConfigError('--part-bytes must be 0 or a whole number of bytes from 65536 to 16777216');
+  }
   const dirs = values['kernelspec-dir'];
   return {
     help: false,
@@ -111,6 +122,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       logLevel: level,
       chainId: values['no-metering'] ? undefined : BigInt(chainText),
       outputBatchMs: Number(batchText),
+      partBytes,
     },
   };
 }

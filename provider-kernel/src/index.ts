@@ -38,6 +38,7 @@ export interface StartProviderOptions {
   readonly maxKernels?: number;
   /** The first this-many ms of a cell's messages leave in one write (batch.ts; default 0: off). */
   readonly outputBatchMs?: number;
+  readonly partBytes?: number;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
@@ -131,6 +132,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(meter ? { meter } : {}),
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
     ...(opts.outputBatchMs !== undefined ? { outputBatchMs: opts.outputBatchMs } : {}),
+    ...(opts.partBytes !== undefined ? { partBytes: opts.partBytes } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(kernelUser ? { kernelUser } : {}),
     ...(opts.link ? { link: opts.link } : {}),

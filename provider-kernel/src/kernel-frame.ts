@@ -5,7 +5,7 @@
 // of docs/protocols.md here once and test it against the protocol's own decoders
 // (kernel-frame.test.ts), which stay the single source of truth for reading it.
 import type { Channel } from '@kinesis/protocol/jupyter/messages';
-import { FrameKind, uuidToBytes } from '@kinesis/protocol/tunnel';
+import { encodeKernelPartHeader, FrameKind, KERNEL_PART_HEADER_BYTES, uuidToBytes } from '@kinesis/protocol/tunnel';
 import type { WireParts } from './wire.ts';
 
 export function kernelIdBytes(kernelId: string): Buffer {
@@ -34,4 +34,91 @@ export function kernelFrameFromParts(idBytes: Buffer, channel: Channel, p: WireP
     out.writeBigUInt64LE(BigInt(at), 17 + 8 * (i + 3));
   });
   return out;
+}
+
+/** 256 KiB: big enough that a part's fixed costs vanish, small enough that the gateway→client hop overlaps the provider→gateway one. */
+export const DEFAULT_PART_BYTES = 256 * 1024;
+
+/**
+ * A kernel message sent as tunnel KERNEL PART frames (docs/protocols.md), for output too big
+ * to cross as one frame without holding up the gateway: the gateway forwards each part to
+ * its clients as it arrives. The message's own buffers are never copied: each part goes out
+ * as fragments of one WebSocket message, a 33-byte header then slices of the parts.
+ */
+export class PartedMessage {
+  /** Length of the v1 frame the parts make up. */
+  readonly total: number;
+  #offset = 0;
+  readonly #segments: Uint8Array[];
+
+  constructor(
+    private readonly idBytes: Buffer,
+    channel: Channel,
+    p: WireParts,
+    metadata: Uint8Array,
+    private readonly partBytes: number,
+  ) {
+    // The v1 frame's head (offset table, channel, header, parent, metadata) is small and must
+    // arrive whole in the first part: the gateway routes the message by it.
+    const bodies: Uint8Array[] = [p.content, ...p.buffers];
+    const heads: Uint8Array[] = [p.header, p.parent, metadata];
+    const k = 2 + heads.length + bodies.length;
+    const tableLen = 8 * (k + 1);
+    let headLen = tableLen + channel.length;
+    for (const h of heads) headLen += h.byteLength;
+    const head = Buffer.allocUnsafe(headLen);
+    let at = tableLen;
+    head.writeBigUInt64LE(BigInt(k), 0);
+    head.writeBigUInt64LE(BigInt(at), 8);
+    head.write(channel, at, 'latin1');
+    at += channel.length;
+    head.writeBigUInt64LE(BigInt(at), 16);
+    let slot = 3;
+    for (const h of heads) {
+      head.set(h, at);
+      at += h.byteLength;
+      head.writeBigUInt64LE(BigInt(at), 8 * slot++);
+    }
+    for (const b of bodies) {
+      at += b.byteLength;
+      head.writeBigUInt64LE(BigInt(at), 8 * slot++);
+    }
+    this.total = at;
+    this.#segments = [head, ...bodies.filter((b) => b.byteLength > 0)];
+  }
+
+  get started(): boolean {
+    return this.#offset > 0;
+  }
+
+  get done(): boolean {
+    return this.#offset >= this.total;
+  }
+
+  /** Bytes left to send, tunnel headers included. */
+  get remainingWireBytes(): number {
+    const left = this.total - this.#offset;
+    return left + KERNEL_PART_HEADER_BYTES * Math.max(1, Math.ceil(left / this.partBytes));
+  }
+
+  /** The next part: its header, then the slices of the message it carries. */
+  next(): Buffer[] {
+    const start = this.#offset;
+    // The first part takes the whole head even when the head alone is over partBytes.
+    const end = Math.min(this.total, start + Math.max(this.partBytes, start === 0 ? (this.#segments[0]?.byteLength ?? 0) : 0));
+    const out: Buffer[] = [encodeKernelPartHeader(this.idBytes, this.total, start)];
+    let segStart = 0;
+    for (const s of this.#segments) {
+      const segEnd = segStart + s.byteLength;
+      if (segEnd > start && segStart < end) {
+        const from = Math.max(start, segStart) - segStart;
+        const to = Math.min(end, segEnd) - segStart;
+        out.push(Buffer.from(s.buffer, s.byteOffset + from, to - from));
+      }
+      segStart = segEnd;
+      if (segStart >= end) break;
+    }
+    this.#offset = end;
+    return out;
+  }
 }

@@ -188,6 +188,7 @@ export class TunnelLink {
       }
       if (frame.kind === 'kernel') this.h.onKernelFrame(frame.kernelId, frame.payload);
       else if (frame.kind === 'credit') this.h.onCredit(frame.kernelId, frame.bytes);
+      else if (frame.kind === 'kernel-part') ws.close(1007, 'kernel parts flow from provider to gateway only');
       else void this.onControl(ws, frame.message, () => clearTimeout(handshakeTimer), tcp);
     });
     ws.on('error', (e) => {

@@ -26,6 +26,7 @@ async function main(): Promise<number> {
       pricePerKwh: c.pricePerKwh,
       maxKernels: c.maxKernels,
       outputBatchMs: c.outputBatchMs,
+      partBytes: c.partBytes,
       logger,
       metering: c.chainId === undefined ? false : { chainId: c.chainId },
       ...(c.name ? { name: c.name } : {}),

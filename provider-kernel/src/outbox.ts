@@ -9,16 +9,21 @@
 //   bounded: past the bound the oldest *output* frames are dropped (stream, display data;
 //   never replies or status), counted, and a notice takes their place for the user.
 // Control frames (replies, events) are small and jump the queue; they are not credited.
+// - a message in parts (kernel-frame.ts PartedMessage) is one queue entry that gives one part
+//   per turn, so a 10 MB output holds other kernels up by one part, not 10 MB; once its
+//   first part is out it can no longer be dropped (the gateway is already forwarding it).
+import type { PartedMessage } from './kernel-frame.ts';
 
 export interface OutboxSocket {
   /** false once the connection is closing: frames then stay queued. */
   readonly open: boolean;
   readonly bufferedAmount: number;
-  send(data: Buffer, cb: (err?: Error) => void): void;
+  /** One tunnel frame: a buffer, or the fragments of one WebSocket message. */
+  send(data: Buffer | readonly Buffer[], cb: (err?: Error) => void): void;
 }
 
 export interface QueuedFrame {
-  readonly frame: Buffer;
+  readonly frame: Buffer | PartedMessage;
   /** Output that may be dropped when the queue is over its bound. */
   readonly droppable: boolean;
   /** Parent header bytes of the message, for the drop notice. */
@@ -115,11 +120,13 @@ export class Outbox {
   enqueue(id: string, f: QueuedFrame): void {
     const lane = this.lanes.get(id);
     if (!lane) return;
-    if (f.frame.length > (this.o.maxFrameBytes ?? Infinity)) {
+    const size = sizeOf(f.frame);
+    // A message in parts obeys the same bound on its whole length as a single frame.
+    if ((Buffer.isBuffer(f.frame) ? size : f.frame.total) > (this.o.maxFrameBytes ?? Infinity)) {
       if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'frame too large');
       lane.dropped++;
       lane.droppedTotal++;
-      lane.droppedBytes += f.frame.length;
+      lane.droppedBytes += size;
       lane.lastDroppedParent = f.parent;
       if (!lane.noticeQueued) {
         lane.queue.push('notice');
@@ -129,7 +136,7 @@ export class Outbox {
       return;
     }
     lane.queue.push(f);
-    lane.queuedBytes += f.frame.length;
+    lane.queuedBytes += size;
     if (lane.queuedBytes > this.maxQueued) this.shed(lane);
     this.pump();
   }
@@ -157,11 +164,12 @@ export class Outbox {
     if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'queue full');
     for (let i = lane.head; i < lane.queue.length && lane.queuedBytes > this.maxQueued; i++) {
       const f = lane.queue[i];
-      if (f === undefined || f === 'notice' || !f.droppable) continue;
-      lane.queuedBytes -= f.frame.length;
+      if (f === undefined || f === 'notice' || !f.droppable || (!Buffer.isBuffer(f.frame) && f.frame.started)) continue;
+      const size = sizeOf(f.frame);
+      lane.queuedBytes -= size;
       lane.dropped++;
       lane.droppedTotal++;
-      lane.droppedBytes += f.frame.length;
+      lane.droppedBytes += size;
       lane.lastDroppedParent = f.parent;
       if (!lane.noticeQueued) {
         lane.queue[i] = 'notice'; // the notice stands where the output went missing
@@ -183,7 +191,7 @@ export class Outbox {
         const sock = this.sock;
         const frame = this.take(lane);
         if (!frame) continue;
-        lane.credit -= frame.length;
+        lane.credit -= Buffer.isBuffer(frame) ? frame.length : frame.reduce((n, b) => n + b.length, 0);
         sock.send(frame, () => this.pump());
       }
     } finally {
@@ -203,14 +211,18 @@ export class Outbox {
     return undefined;
   }
 
-  private take(lane: Lane): Buffer | undefined {
+  private take(lane: Lane): Buffer | Buffer[] | undefined {
     const item = lane.queue[lane.head];
-    lane.queue[lane.head] = undefined as unknown as QueuedFrame; // release the buffer now
-    lane.head++;
-    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
-      lane.queue.splice(0, lane.head);
-      lane.head = 0;
+    if (item !== undefined && item !== 'notice' && !Buffer.isBuffer(item.frame)) {
+      // A message in parts stays at the head of its lane until its last part is out.
+      const m = item.frame;
+      const before = m.remainingWireBytes;
+      const part = m.next();
+      lane.queuedBytes -= m.done ? before : before - m.remainingWireBytes;
+      if (m.done) this.advance(lane);
+      return part;
     }
+    this.advance(lane);
     if (item === undefined) return undefined;
     if (item === 'notice') {
       const notice = this.o.dropNotice?.(lane.id, lane.dropped, lane.droppedBytes, lane.lastDroppedParent);
@@ -219,7 +231,20 @@ export class Outbox {
       lane.noticeQueued = false;
       return notice;
     }
-    lane.queuedBytes -= item.frame.length;
-    return item.frame;
+    lane.queuedBytes -= sizeOf(item.frame);
+    return item.frame as Buffer;
   }
+
+  private advance(lane: Lane): void {
+    lane.queue[lane.head] = undefined as unknown as QueuedFrame; // release the buffer now
+    lane.head++;
+    if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+      lane.queue.splice(0, lane.head);
+      lane.head = 0;
+    }
+  }
+}
+
+function sizeOf(f: Buffer | PartedMessage): number {
+  return Buffer.isBuffer(f) ? f.length : f.remainingWireBytes;
 }

@@ -24,7 +24,7 @@ import { corkForTick, holdFlush, releaseFlush } from '@kinesis/protocol/node/cor
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
-import { kernelFrameFromParts, kernelIdBytes } from './kernel-frame.ts';
+import { DEFAULT_PART_BYTES, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
 import { TunnelLink, type LinkOptions } from './link.ts';
 import type { Logger } from './logger.ts';
@@ -62,6 +62,11 @@ export interface ProviderOptions {
   readonly kernelShutdownTimeoutMs?: number;
   /** The first this-many ms of a cell's messages leave in one write (batch.ts); 0: off. */
   readonly outputBatchMs?: number;
+  /**
+   * Output larger than this crosses the tunnel in parts of this size, when the gateway
+   * offers `kernel-parts` (docs/protocols.md); 0: never.
+   */
+  readonly partBytes?: number;
 }
 
 interface KernelEntry {
@@ -88,6 +93,8 @@ export class Provider {
   private badFrames = 0;
   /** The TCP socket under the tunnel (for holding a flush), while connected. */
   private tunnelTcp: Duplex | undefined;
+  /** The gateway of the current tunnel takes messages in parts. */
+  private partsAccepted = false;
   private readonly batcher: ExecutionBatcher;
   /** Closing receipts that found the tunnel down. */
   private unsentReceipts: KernelReceiptEvent[] = [];
@@ -113,6 +120,7 @@ export class Provider {
         hello: () => this.helloBody(),
         onWelcome: (ws, w, tcp) => {
           this.tunnelTcp = tcp;
+          this.partsAccepted = w.features?.includes('kernel-parts') ?? false;
           this.batcher.reset();
           this.outbox.attach(wsSocket(ws, tcp), w.initialCredit);
           for (const e of this.kernels.values()) {
@@ -350,7 +358,12 @@ export class Provider {
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }
-    const frame = kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
+    const partBytes = this.o.partBytes ?? DEFAULT_PART_BYTES;
+    // Only output goes in parts: the gateway reads replies (receipts) and statuses whole.
+    const frame =
+      this.partsAccepted && partBytes > 0 && channel === 'iopub' && header.msgType !== 'status' && wireLength(parts) > partBytes
+        ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes)
+        : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
     this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
     this.batcher.onMessage(k.id, channel, header.msgType, parent?.msgType, parent?.msgId, state);
   }
@@ -404,6 +417,12 @@ export class Provider {
   }
 }
 
+function wireLength(p: WireParts): number {
+  let n = p.header.length + p.parent.length + p.metadata.length + p.content.length;
+  for (const b of p.buffers) n += b.byteLength;
+  return n;
+}
+
 /** busy/idle of an iopub status message's content (the first bytes are enough). */
 function executionState(content: Buffer): string | undefined {
   return /"execution_state"\s*:\s*"(busy|idle)"/.exec(content.toString('utf8', 0, Math.min(content.length, 256)))?.[1];
@@ -422,7 +441,8 @@ function wsSocket(ws: WebSocket, tcp: Duplex | undefined): OutboxSocket {
       // Messages the kernels emit in one I/O pass (a reply and the idle after it, a burst of
       // output) leave in one writev; see cork.ts.
       corkForTick(tcp);
-      ws.send(data, { binary: true }, cb);
+      if (Buffer.isBuffer(data)) ws.send(data, { binary: true }, cb);
+      else data.forEach((d, i) => (i < data.length - 1 ? ws.send(d, { binary: true, fin: false }) : ws.send(d, { binary: true, fin: true }, cb)));
       // A cell flooding output does not pile up behind a batch (batch.ts).
       if (tcp && tcp.writableLength > BATCH_MAX_BYTES) releaseFlush(tcp);
     },

@@ -20,6 +20,8 @@ export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, 
   ws.on('pong', () => {
     conn.alive = true;
   });
+  // The server runs with autoPong off: a pong must not cut into a frame being streamed.
+  ws.on('ping', (data: Buffer) => conn.pong(data));
   ws.on('error', (err) => opts.logger.debug('client socket error', { kernel: kernel.id, error: err.message }));
   ws.on('close', () => kernel.detach(conn));
   ws.on('message', (data: Buffer, isBinary: boolean) => {

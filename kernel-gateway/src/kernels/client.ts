@@ -28,9 +28,20 @@ export function binaryFrameHeader(n: number): Buffer {
   return h;
 }
 
+type Deferred = readonly [v1Frame: Buffer, legacy: LegacyThunk, msgId: string | undefined, head: (() => Buffer) | undefined];
+
 export class ClientConnection {
   /** Set on pong; cleared when a ping goes out. A client that misses one ping interval is dropped. */
   alive = true;
+  /**
+   * True between `beginStream` and `endStream`: the socket is in the middle of one data frame
+   * whose bytes are still arriving from the provider. Nothing else may be written to it until
+   * the frame is complete (RFC 6455 §5.4: control frames may be injected between the
+   * fragments of a message, never inside a frame), so messages, pongs and pings wait.
+   */
+  #streaming = false;
+  #deferred: Deferred[] = [];
+  #pongOwed: Buffer | undefined;
   readonly connectedAt = Date.now();
   /** Kept for a client that can resume (sent-log.ts); undefined for plain Jupyter clients. */
   readonly sentLog: SentLog | undefined;
@@ -59,8 +70,70 @@ export class ClientConnection {
     return this.ws.bufferedAmount;
   }
 
+  get streaming(): boolean {
+    return this.#streaming;
+  }
+
+  /** Can this connection take a message as it arrives (a v1 client on a raw socket)? */
+  get canStream(): boolean {
+    return this.v1 && this.socket !== undefined && this.open && !this.#streaming;
+  }
+
+  /**
+   * Starts one unfragmented binary frame of `total` payload bytes: the header now, the
+   * payload through `streamBytes`, and `endStream` once all of it went out.
+   */
+  beginStream(total: number, first: Buffer): void {
+    const socket = this.socket;
+    if (!socket || !this.open) return;
+    this.#streaming = true;
+    corkForTick(socket);
+    socket.write(binaryFrameHeader(total));
+    socket.write(first);
+  }
+
+  streamBytes(bytes: Buffer): void {
+    if (!this.#streaming || !this.socket || this.socket.destroyed) return;
+    corkForTick(this.socket);
+    this.socket.write(bytes);
+  }
+
+  /** The streamed frame is complete: its log entry, then whatever waited behind it. */
+  endStream(msgId: string, total: number, whole: () => Buffer): void {
+    if (!this.#streaming) return;
+    this.#streaming = false;
+    if (this.sentLog) {
+      if (total > this.sentLog.maxBytes) this.sentLog.clear();
+      else this.sentLog.push(msgId, whole());
+    }
+    const deferred = this.#deferred;
+    this.#deferred = [];
+    for (const [f, legacy, id, head] of deferred) this.send(f, legacy, id, head);
+    const pong = this.#pongOwed;
+    this.#pongOwed = undefined;
+    if (pong && this.open) this.ws.pong(pong);
+  }
+
+  /** The rest of a streamed frame will never come (its provider went away): the connection cannot be saved. */
+  abortStream(): void {
+    if (!this.#streaming) return;
+    this.#streaming = false;
+    this.#deferred = [];
+    this.ws.terminate();
+  }
+
+  /** Answers a client's ping (the server runs with autoPong off), after any frame in flight. */
+  pong(data: Buffer): void {
+    if (this.#streaming) this.#pongOwed = data;
+    else if (this.open) this.ws.pong(data);
+  }
+
   send(v1Frame: Buffer, legacy: LegacyThunk, msgId?: string, head?: () => Buffer): void {
     if (!this.open) return;
+    if (this.#streaming) {
+      this.#deferred.push([v1Frame, legacy, msgId, head]);
+      return;
+    }
     if (this.sentLog && msgId !== undefined) this.sentLog.push(msgId, v1Frame);
     corkForTick(this.socket);
     if (this.v1) {
@@ -83,6 +156,11 @@ export class ClientConnection {
 
   close(code: number, reason: string): void {
     if (this.ws.readyState === WebSocket.CLOSED) return;
+    if (this.#streaming) {
+      // A close frame now would land inside the data frame in flight.
+      this.abortStream();
+      return;
+    }
     try {
       this.ws.close(code, reason);
     } catch {

@@ -42,6 +42,24 @@ export interface KernelOptions {
 
 export type SendResult = 'sent' | 'queued' | 'full' | 'dead';
 
+/** One slice of a kernel message that crosses the tunnel in parts (tunnel KERNEL PART frames). */
+export interface KernelPart {
+  readonly total: number;
+  readonly offset: number;
+  readonly bytes: Buffer;
+}
+
+/** An iopub message arriving in parts: who is getting it as it comes, and the parts so far. */
+interface Inflight {
+  readonly peek: V1Peek;
+  readonly total: number;
+  received: number;
+  /** Kept (not copied) for whoever needs the whole frame at the end: legacy clients, replay buffers, resume logs. */
+  readonly parts: Buffer[];
+  /** v1 clients that get the bytes as they arrive. */
+  readonly streamed: ClientConnection[];
+}
+
 // Session id of messages the gateway itself writes when it has not yet seen the kernel's own.
 const GATEWAY_SESSION = 'kinesis-gateway';
 const CREDIT_POLL_MS = 5;
@@ -66,6 +84,7 @@ export class Kernel {
   #owedLink: ProviderLink | undefined;
   #creditTimer: NodeJS.Timeout | undefined;
   #disposed = false;
+  #inflight: Inflight | undefined;
 
   constructor(
     readonly id: string,
@@ -152,6 +171,68 @@ export class Kernel {
     }
   }
 
+  /**
+   * One part of an iopub message the provider sends in parts (the link checked that parts
+   * come in order; `peek` is given with the first). v1 clients get each part as it arrives,
+   * behind a frame header written with the first: the gateway never holds the whole message
+   * for them, and the provider→gateway and gateway→client transfers overlap. Everyone else
+   * (legacy clients, replay buffers, resume logs) gets the whole frame once it is complete.
+   */
+  partFromKernel(link: ProviderLink, part: KernelPart, peek: V1Peek | undefined, frameBytes: number): void {
+    this.lastActivity = Date.now();
+    let m = this.#inflight;
+    if (part.offset === 0 && peek) {
+      this.#abortInflight();
+      if (peek.header.session) this.#kernelSession = peek.header.session;
+      for (const c of this.clients) if (!c.open) this.detach(c);
+      const streamed: ClientConnection[] = [];
+      for (const c of this.clients) {
+        if (!c.canStream) continue;
+        c.beginStream(part.total, part.bytes);
+        streamed.push(c);
+      }
+      m = this.#inflight = { peek, total: part.total, received: part.bytes.length, parts: [part.bytes], streamed };
+    } else if (m) {
+      m.received += part.bytes.length;
+      m.parts.push(part.bytes);
+      for (const c of m.streamed) c.streamBytes(part.bytes);
+    } else {
+      // The start was dropped (kernel unknown or aborted then): nothing to add to.
+      link.grantCredit(this.id, frameBytes);
+      return;
+    }
+    if (m.received >= m.total) this.#completeInflight(m);
+    if (this.#congested() || (this.#owed > 0 && this.#owedLink === link)) this.#owe(link, frameBytes);
+    else link.grantCredit(this.id, frameBytes);
+  }
+
+  #completeInflight(m: Inflight): void {
+    this.#inflight = undefined;
+    let whole: Buffer | undefined;
+    const frame = (): Buffer => (whole ??= m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.total));
+    const done = new Set<ClientConnection>();
+    for (const c of m.streamed) {
+      if (!c.streaming) continue; // aborted or closed on the way
+      c.endStream(m.peek.header.msg_id, m.total, frame);
+      if (c.open) done.add(c);
+    }
+    // Whoever did not get it streamed gets it now, by the ordinary route: clients that
+    // attached meanwhile or speak the legacy framing, sessions that dropped (including a
+    // streamed client that closed before the end), output nobody is connected for.
+    let rest = this.#detached.size > 0 || this.clients.size === 0;
+    for (const c of this.clients) if (!done.has(c)) rest = true;
+    if (rest) this.#route(frame(), m.peek, done);
+  }
+
+  /** A message in parts that will never be completed: its streamed clients cannot be saved. */
+  #abortInflight(): void {
+    const m = this.#inflight;
+    if (!m) return;
+    this.#inflight = undefined;
+    for (const c of m.streamed) c.abortStream();
+    if (m.streamed.length) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
+  }
+
   /** Writes a `status` message on iopub, as Jupyter Server does for `restarting` and `dead`. */
   emitStatus(state: 'restarting' | 'dead' | 'starting'): void {
     const frame = this.#statusFrame(state);
@@ -167,6 +248,7 @@ export class Kernel {
     this.opts.logger.info('kernel is dead', { kernel: this.id, reason });
     this.state = 'dead';
     this.ready = false;
+    this.#abortInflight();
     this.#pending = [];
     this.#pendingBytes = 0;
     if (this.graceTimer) clearTimeout(this.graceTimer);
@@ -262,6 +344,7 @@ export class Kernel {
     if (this.#disposed) return;
     this.#disposed = true;
     this.ready = false;
+    this.#abortInflight();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     if (this.#creditTimer) clearTimeout(this.#creditTimer);
@@ -277,6 +360,8 @@ export class Kernel {
 
   #setLink(link: ProviderLink | undefined): void {
     if (link !== this.link) {
+      // The rest of a message in parts was to come over the old tunnel.
+      this.#abortInflight();
       // Credit is per connection: a new tunnel starts from its own initial credit.
       this.#owed = 0;
       this.#owedLink = undefined;
@@ -307,7 +392,7 @@ export class Kernel {
   }
 
   /** Delivers one v1 frame. Returns true when a receiving client is congested. */
-  #route(frame: Buffer, peek: V1Peek): boolean {
+  #route(frame: Buffer, peek: V1Peek, skip?: ReadonlySet<ClientConnection>): boolean {
     // A client whose socket stopped being OPEN (its close frame arrived, or its TCP
     // connection died) is detached now rather than at ws's 'close' event, which comes only
     // once the closing handshake ends: frames routed in between would otherwise go to a
@@ -319,7 +404,7 @@ export class Kernel {
     const head = (): Buffer => (wsHead ??= binaryFrameHeader(frame.length));
     const parent = peek.parentHeader;
     if (peek.channel === 'iopub') {
-      for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id, head);
+      for (const c of this.clients) if (!skip?.has(c)) c.send(frame, thunk, peek.header.msg_id, head);
       for (const b of this.#detached.values()) b.push(frame, parent);
       if (this.clients.size === 0 && this.#detached.size === 0) this.#orphan.push(frame, parent);
     } else {

@@ -2,7 +2,7 @@
 // what happens when a provider's tunnel drops (grace, then `dead`) and comes back (re-attach,
 // also after a gateway restart: kernels listed in hello are adopted), relaying frames.
 import { randomUUID } from 'node:crypto';
-import { peekV1, type Hello, type KernelReceiptEvent, type KernelStatusEvent } from '@kinesis/protocol';
+import { peekV1, peekV1Head, ProtocolError, type Hello, type KernelReceiptEvent, type KernelStatusEvent, type V1Peek } from '@kinesis/protocol';
 import { buildCatalog, defaultSpecName, offersFor, type CatalogEntry } from '../kernelspecs/catalog.ts';
 import { gatewaySpecName } from '../kernelspecs/naming.ts';
 import { GatewayError, LinkClosedError, PlacementError } from '../errors.ts';
@@ -11,7 +11,7 @@ import { errorText, type Logger } from '../logger.ts';
 import type { ProviderLink } from '../providers/link.ts';
 import type { ProviderEvents, ProviderRegistry } from '../providers/registry.ts';
 import { pickProvider, type PlacementConstraints } from '../scheduler.ts';
-import { Kernel, type KernelOptions } from './kernel.ts';
+import { Kernel, type KernelOptions, type KernelPart } from './kernel.ts';
 
 const isDead = (k: Kernel): boolean => k.state === 'dead';
 
@@ -271,6 +271,28 @@ export class KernelManager implements ProviderEvents {
     else if (this.#receipts.length > 0 && peek.channel === 'iopub' && k.state === 'idle') this.#scheduleReceipts();
   }
 
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void {
+    const k = this.kernels.get(kernelId);
+    if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) {
+      link.grantCredit(kernelId, frameBytes);
+      return;
+    }
+    let peek: V1Peek | undefined;
+    if (part.offset === 0) {
+      try {
+        peek = peekV1Head(part.bytes, part.total, { maxBytes: this.opts.maxFrameBytes });
+      } catch (err) {
+        this.opts.logger.warn('provider sent an undecodable kernel message in parts; dropped', { kernel: kernelId, error: errorText(err) });
+        link.grantCredit(kernelId, frameBytes);
+        return;
+      }
+      // Only output crosses in parts: replies carry receipts and statuses drive the kernel's
+      // state, and both are read whole (docs/protocols.md).
+      if (peek.channel !== 'iopub' || peek.header.msg_type === 'status') throw new ProtocolError(1007, 'only iopub output may be sent in parts');
+    }
+    k.partFromKernel(link, part, peek, frameBytes);
+  }
+
   /** Records every receipt still waiting (before a REST request reads the ledger, and at shutdown). */
   flushReceipts(): void {
     if (this.#receiptTimer) clearTimeout(this.#receiptTimer);
@@ -375,6 +397,9 @@ export class KernelManager implements ProviderEvents {
     for (const k of this.kernels.values()) {
       k.sweepDetached(now, this.opts.detachedTtlMs);
       for (const c of k.clients) {
+        // A ping cannot be written into the middle of a frame being streamed; the frame's own
+        // progress (and the buffered-bytes limit, kernel.ts) watches that client meanwhile.
+        if (c.streaming) continue;
         if (!c.alive) {
           c.ws.terminate();
           continue;

@@ -24,10 +24,7 @@ export class SentLog {
 
   push(msgId: string, frame: Buffer): void {
     if (frame.length > this.maxBytes) {
-      // Too big to keep: forget everything, so a resume across it cannot skip it silently.
-      this.#entries = [];
-      this.#head = 0;
-      this.#bytes = 0;
+      this.clear();
       return;
     }
     this.#entries.push({ msgId, frame: own(frame) });
@@ -42,6 +39,13 @@ export class SentLog {
       this.#entries = this.#entries.slice(this.#head);
       this.#head = 0;
     }
+  }
+
+  /** Forgets everything (a message too big to keep went out): a resume across it must not skip it silently. */
+  clear(): void {
+    this.#entries = [];
+    this.#head = 0;
+    this.#bytes = 0;
   }
 
   get length(): number {

@@ -11,6 +11,7 @@ import {
   encodeControl,
   encodeCredit,
   encodeKernelFrame,
+  FrameKind,
   type Advertise,
   type ControlMessage,
   type HardwareInfo,
@@ -23,6 +24,7 @@ import {
 import { LinkClosedError, ProviderRequestError, RequestTimeoutError } from '../errors.ts';
 import { errorText, type Logger } from '../logger.ts';
 import { hardwareClass, type HardwareClass } from '../kernelspecs/naming.ts';
+import type { KernelPart } from '../kernels/kernel.ts';
 
 // Frames above this size go out as two WebSocket fragments (header, then the client's bytes)
 // so a large message is never copied just to prefix 17 bytes (RFC 6455 §5.4 fragmentation;
@@ -31,6 +33,8 @@ const FRAGMENT_ABOVE = 64 * 1024;
 
 export interface LinkHandlers {
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
+  /** A KERNEL PART frame, already checked to continue where the kernel's last part ended. */
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
   onAdvertise(link: ProviderLink): void;
@@ -69,6 +73,8 @@ export class ProviderLink {
   readonly #pending = new Map<number, Pending>();
   readonly #credit = new Map<string, number>();
   readonly #creditBatch: number;
+  /** Per kernel, the message in parts being received: its total and the offset of the next part. */
+  readonly #partial = new Map<string, { total: number; next: number }>();
   #closed = false;
 
   constructor(
@@ -190,10 +196,17 @@ export class ProviderLink {
       return;
     }
     try {
-      if (data[0] === 0x02) {
+      if (data[0] === FrameKind.Kernel) {
         // Kernel frames are the hot path: decodeFrame only slices them.
         const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
-        if (f.kind === 'kernel') this.handlers.onKernelFrame(this, f.kernelId, Buffer.from(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength), data.length);
+        if (f.kind !== 'kernel') return;
+        if (this.#partial.size > 0 && this.#partial.has(f.kernelId)) throw new ProtocolError(1007, 'a kernel frame came in the middle of that kernel\'s message in parts');
+        this.handlers.onKernelFrame(this, f.kernelId, Buffer.from(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength), data.length);
+        return;
+      }
+      if (data[0] === FrameKind.KernelPart) {
+        const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
+        if (f.kind === 'kernel-part') this.#onPart(f.kernelId, f, data.length);
         return;
       }
       const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
@@ -207,6 +220,21 @@ export class ProviderLink {
       }
       this.opts.logger.error('error handling a tunnel frame', { provider: this.id, error: errorText(err) });
     }
+  }
+
+  /** Parts of one kernel's message come in order, without gaps, one message at a time (docs/protocols.md). */
+  #onPart(kernelId: string, part: KernelPart, frameBytes: number): void {
+    const p = this.#partial.get(kernelId);
+    if (part.offset === 0) {
+      if (p) throw new ProtocolError(1007, 'a kernel message in parts started before the previous one ended');
+    } else if (!p || p.total !== part.total || p.next !== part.offset) {
+      throw new ProtocolError(1007, 'a kernel part does not continue its message');
+    }
+    const next = part.offset + part.bytes.length;
+    if (next >= part.total) this.#partial.delete(kernelId);
+    else if (p) p.next = next;
+    else this.#partial.set(kernelId, { total: part.total, next });
+    this.handlers.onKernelPart(this, kernelId, part, frameBytes);
   }
 
   #onControl(msg: ControlMessage): void {
@@ -252,6 +280,7 @@ export class ProviderLink {
     }
     this.#pending.clear();
     this.#credit.clear();
+    this.#partial.clear();
     this.handlers.onClose(this, code, reason);
   }
 }

@@ -3,15 +3,17 @@
 // provider comes and goes.
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { encodeControl, type Hello, type KernelStatusEvent, type KernelReceiptEvent } from '@kinesis/protocol';
+import { encodeControl, TUNNEL_FEATURES, type Hello, type KernelStatusEvent, type KernelReceiptEvent } from '@kinesis/protocol';
 import type { Logger } from '../logger.ts';
 import { CLOSE_REPLACED, handshake } from './handshake.ts';
 import { ProviderLink } from './link.ts';
+import type { KernelPart } from '../kernels/kernel.ts';
 
 export interface ProviderEvents {
   onAttach(link: ProviderLink, hello: Hello): void;
   onDetach(link: ProviderLink): void;
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
 }
@@ -69,6 +71,7 @@ export class ProviderRegistry {
       hello,
       {
         onKernelFrame: (l, k, p, n) => events.onKernelFrame(l, k, p, n),
+        onKernelPart: (l, k, p, n) => events.onKernelPart(l, k, p, n),
         onKernelStatus: (l, ev) => events.onKernelStatus(l, ev),
         onKernelReceipt: (l, ev) => events.onKernelReceipt(l, ev),
         onAdvertise: () => this.opts.logger.info('provider updated its offer', { provider: link.id }),
@@ -94,7 +97,7 @@ export class ProviderRegistry {
       this.opts.logger.info('provider connected again; replacing its older connection', { provider: link.id });
       old.close(CLOSE_REPLACED, 'replaced by a newer connection');
     }
-    ws.send(encodeControl({ type: 'welcome', providerId: link.id, initialCredit: this.opts.initialCredit }), { binary: true });
+    ws.send(encodeControl({ type: 'welcome', providerId: link.id, initialCredit: this.opts.initialCredit, features: [...TUNNEL_FEATURES] }), { binary: true });
     this.opts.logger.info('provider connected', { provider: link.id, name: link.name, hardware: link.hardwareClass.label, kernels: hello.kernels.length });
     link.ping(Date.now(), this.opts.pingTimeoutMs); // first latency sample right away
     events.onAttach(link, hello);

@@ -126,6 +126,7 @@ export class ProviderPeer {
           this.#onKernelMessage(f.kernelId, decodeV1(f.payload));
           return;
         }
+        if (f.kind === 'kernel-part') throw new Error('the gateway sent a KERNEL PART frame');
         void this.#onControl(f.message, resolve);
       });
     });

@@ -33,8 +33,11 @@ function parseJson(bytes: Uint8Array, field: string): unknown {
   }
 }
 
-/** Reads the v1 offset table; every offset is checked against the frame before use. */
-function v1Offsets(f: Buffer): number[] {
+/**
+ * Reads the v1 offset table; every offset is checked against the frame before use. `end` is
+ * the frame's length: `f` itself, or only its first bytes when the frame arrives in parts.
+ */
+function v1Offsets(f: Buffer, end = f.length): number[] {
   if (f.length < 8) throw malformed('v1 frame shorter than its offset count');
   const count = f.readBigUInt64LE(0);
   // channel start + channel end + header, parent, metadata, content ends = 6 at least.
@@ -46,7 +49,7 @@ function v1Offsets(f: Buffer): number[] {
   let prev = tableEnd;
   for (let i = 0; i < k; i++) {
     const o = f.readBigUInt64LE(8 * (i + 1));
-    if (o > BigInt(f.length)) throw malformed('v1 frame offset points past its end');
+    if (o > BigInt(end)) throw malformed('v1 frame offset points past its end');
     const n = Number(o);
     if (n < prev) throw malformed('v1 frame offsets are not increasing');
     if (i === 0 && n !== tableEnd) throw malformed('v1 frame channel does not follow the offset table');
@@ -73,6 +76,24 @@ export function peekV1(frame: Uint8Array, opts?: DecodeOptions): V1Peek {
   checkSize(frame.byteLength, opts);
   const f = asBuffer(frame);
   const o = v1Offsets(f);
+  return {
+    channel: v1Channel(f, o),
+    header: validateHeader(parseJson(f.subarray(o[1], o[2]), 'header')),
+    parentHeader: validateParentHeader(parseJson(f.subarray(o[2], o[3]), 'parent_header')),
+  };
+}
+
+/**
+ * `peekV1` for a frame of `total` bytes of which only the first `head.length` have arrived
+ * (a message crossing the tunnel in parts): the offset table, channel, header and parent
+ * header must all lie within `head`.
+ */
+export function peekV1Head(head: Uint8Array, total: number, opts?: DecodeOptions): V1Peek {
+  checkSize(total, opts);
+  const f = asBuffer(head);
+  if (f.length > total) throw malformed('v1 frame head is longer than the frame');
+  const o = v1Offsets(f, total);
+  if ((o[3] ?? Infinity) > f.length) throw malformed('the first part of a v1 frame must hold its channel, header and parent header');
   return {
     channel: v1Channel(f, o),
     header: validateHeader(parseJson(f.subarray(o[1], o[2]), 'header')),
