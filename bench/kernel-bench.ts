@@ -8,9 +8,13 @@
 //     latency the provider, tunnel and gateway add. Target: p99 < 5 ms.
 //  4. Gateway memory per idle connected client (RSS of the gateway process, 500 sockets).
 //     Target: < 64 KB.
+//  5. (No target; why large output crosses in parts) 10 MB of stdout over wide-area-shaped
+//     links, provider→gateway and gateway→client each 12.5 MB/s (100 Mbit/s) with 10 ms
+//     latency: output in parts (cut-through at the gateway) vs whole messages.
 import { startDirectKernel } from './lib/direct-kernel.ts';
 import { startJupyterServer } from './lib/jupyter-server.ts';
 import { loadKernelSpec, repoRoot, startStack, type Stack } from './lib/stack.ts';
+import { startThrottleProxy, type LinkShape } from './lib/throttle-proxy.ts';
 import { WsKernelClient, percentile, rest } from './lib/ws-kernel-client.ts';
 import { readFileSync } from 'node:fs';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -99,7 +103,70 @@ export async function runKernelBench(): Promise<Record<string, unknown>> {
   out['metering'] = await meteringOverheadBench();
   out['relay'] = await relayBench();
   out['idleMemory'] = await idleMemoryBench();
+  out['wanStdout'] = await wanStdoutBench();
   return out;
+}
+
+/**
+ * 10 MB of stdout over two shaped links (bench/lib/throttle-proxy.ts): one provider sends
+ * output in parts (the default), the other whole (`--part-bytes 0`); each has its own shaped
+ * uplink to the gateway, and the client reaches the gateway through a third shaped link.
+ * Runs alternate between the two kernels. Store-and-forward pays both links' transfer times
+ * in turn; cut-through overlaps them.
+ */
+export async function wanStdoutBench(shape: LinkShape = { bytesPerSecond: 12.5e6, delayMs: 10 }): Promise<Record<string, unknown>> {
+  const stack = await startStack({ provider: false });
+  const gwPort = Number(new URL(stack.url).port);
+  const proxies = await Promise.all([0, 1, 2].map(() => startThrottleProxy(gwPort, shape)));
+  const clients: WsKernelClient[] = [];
+  try {
+    await stack.startProvider(['--name', 'parts', '--gateway', `http://127.0.0.1:${proxies[0]!.port}`], 'provider-parts');
+    await stack.startProvider(['--name', 'whole', '--part-bytes', '0', '--gateway', `http://127.0.0.1:${proxies[1]!.port}`], 'provider-whole');
+    const addr = await providerAddresses(stack);
+    const spec = await pythonSpecName(stack);
+    const clientUrl = `http://127.0.0.1:${proxies[2]!.port}`;
+    const start = async (provider: string): Promise<WsKernelClient> => {
+      const k = await rest<{ id: string }>(stack.url, stack.token, 'POST', '/api/kernels', { name: spec, kinesis: { provider } });
+      const c = await WsKernelClient.connect(clientUrl, stack.token, k.id, 'v1');
+      clients.push(c);
+      return c;
+    };
+    const parts = await start(addr('parts'));
+    const whole = await start(addr('whole'));
+    await parts.execute(TEN_MB);
+    await whole.execute(TEN_MB);
+    const xp: number[] = [];
+    const xw: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      xp.push((await parts.execute(TEN_MB)).ms);
+      xw.push((await whole.execute(TEN_MB)).ms);
+    }
+    const p50p = percentile(xp, 50);
+    const p50w = percentile(xw, 50);
+    return {
+      link: { MBps: shape.bytesPerSecond / 1e6, delayMs: shape.delayMs, hops: 'provider→gateway and gateway→client each shaped' },
+      partsMs: p50p,
+      wholeMs: p50w,
+      partsMBps: 10.48576 / (p50p / 1000),
+      wholeMBps: 10.48576 / (p50w / 1000),
+      speedup: p50w / p50p,
+      method: 'median of 5 per path, runs alternated, after one warm-up each',
+    };
+  } finally {
+    for (const c of clients) c.close();
+    for (const p of proxies) await p.close();
+    await stack.stop();
+  }
+}
+
+async function providerAddresses(stack: Stack): Promise<(name: string) => string> {
+  const body = await rest<unknown>(stack.url, stack.token, 'GET', '/api/providers');
+  const list = (Array.isArray(body) ? body : (body as { providers: unknown[] }).providers) as { id?: string; address?: string; name: string }[];
+  return (name: string): string => {
+    const p = list.find((x) => x.name === name);
+    if (!p) throw new Error(`provider ${name} not connected`);
+    return (p.id ?? p.address)!;
+  };
 }
 
 /**
@@ -112,13 +179,7 @@ export async function meteringOverheadBench(): Promise<Record<string, unknown>> 
   try {
     await stack.startProvider(['--name', 'metered'], 'provider-metered');
     await stack.startProvider(['--name', 'unmetered', '--no-metering'], 'provider-unmetered');
-    const body = await rest<unknown>(stack.url, stack.token, 'GET', '/api/providers');
-    const list = (Array.isArray(body) ? body : (body as { providers: unknown[] }).providers) as { id?: string; address?: string; name: string }[];
-    const addr = (name: string): string => {
-      const p = list.find((x) => x.name === name);
-      if (!p) throw new Error(`provider ${name} not connected`);
-      return (p.id ?? p.address)!;
-    };
+    const addr = await providerAddresses(stack);
     const spec = await pythonSpecName(stack);
     const start = async (provider: string): Promise<WsKernelClient> => {
       const k = await rest<{ id: string }>(stack.url, stack.token, 'POST', '/api/kernels', { name: spec, kinesis: { provider } });

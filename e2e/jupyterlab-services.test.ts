@@ -131,6 +131,39 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
     comm.close();
   });
 
+  it('receives large output whole and in order (it crosses the tunnel in parts, streamed to the client as they arrive)', async () => {
+    // 3 MB of stdout in one message, then a 2 MB comm buffer: both far over the provider's
+    // 256 KiB part size, so each reaches this client as one frame streamed by the gateway.
+    const bufs: DataView[] = [];
+    kernel.registerCommTarget('kinesis-big', (comm) => {
+      comm.onMsg = (msg) => {
+        for (const b of msg.buffers ?? []) bufs.push(b instanceof DataView ? b : new DataView(b as ArrayBuffer));
+      };
+    });
+    const { reply, iopub } = await run(
+      [
+        'import sys',
+        "line = ''.join(chr(33 + i % 90) for i in range(1023)) + '\\n'",
+        'for i in range(3072): sys.stdout.write(line)',
+        'sys.stdout.flush()',
+        'from ipykernel.comm import Comm',
+        "c = Comm(target_name='kinesis-big')",
+        "c.send({'n': 1}, buffers=[bytes(i % 251 for i in range(2 * 1024 * 1024))])",
+        "print('after')",
+      ].join('\n'),
+    );
+    expect(reply.content.status).toBe('ok');
+    const line = Array.from({ length: 1023 }, (_, i) => String.fromCharCode(33 + (i % 90))).join('') + '\n';
+    expect(streams(iopub, 'stdout')).toBe(line.repeat(3072) + 'after\n');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bufs).toHaveLength(1);
+    const got = new Uint8Array(bufs[0]!.buffer, bufs[0]!.byteOffset, bufs[0]!.byteLength);
+    expect(got.length).toBe(2 * 1024 * 1024);
+    let bad = -1;
+    for (let i = 0; i < got.length && bad < 0; i++) if (got[i] !== i % 251) bad = i;
+    expect(bad).toBe(-1);
+  });
+
   it('answers complete_request and inspect_request', async () => {
     await run('import json');
     const c = await kernel.requestComplete({ code: 'json.du', cursor_pos: 7 });
