@@ -58,6 +58,8 @@ export class PartedMessage {
     metadata: Uint8Array,
     private readonly partBytes: number,
   ) {
+    // 0 would make every part after the first empty, and the message would never end.
+    if (!Number.isSafeInteger(partBytes) || partBytes < 1) throw new RangeError(`partBytes must be a positive integer, not ${partBytes}`);
     // The v1 frame's head (offset table, channel, header, parent, metadata) is small and must
     // arrive whole in the first part: the gateway routes the message by it.
     const bodies: Uint8Array[] = [p.content, ...p.buffers];
@@ -95,17 +97,36 @@ export class PartedMessage {
     return this.#offset >= this.total;
   }
 
-  /** Bytes left to send, tunnel headers included. */
+  /**
+   * Bytes left to send, tunnel headers included: exactly what the remaining `next()` calls
+   * return (0 once done), so that a queue can count it in and take it back out part by part.
+   */
   get remainingWireBytes(): number {
     const left = this.total - this.#offset;
-    return left + KERNEL_PART_HEADER_BYTES * Math.max(1, Math.ceil(left / this.partBytes));
+    if (left <= 0) return 0;
+    // The first part may be longer than partBytes (it carries the whole head); the rest are not.
+    const parts = this.#offset === 0 ? 1 + Math.ceil((this.total - this.#partEnd(0)) / this.partBytes) : Math.ceil(left / this.partBytes);
+    return left + KERNEL_PART_HEADER_BYTES * parts;
+  }
+
+  /**
+   * Starts the message over from its first part. Parts are per connection (docs/protocols.md:
+   * the first has offset 0): a gateway on a new tunnel never saw the parts sent on the old one.
+   */
+  rewind(): void {
+    this.#offset = 0;
+  }
+
+  /** Where the part starting at `start` ends. */
+  #partEnd(start: number): number {
+    // The first part takes the whole head even when the head alone is over partBytes.
+    return Math.min(this.total, start + Math.max(this.partBytes, start === 0 ? (this.#segments[0]?.byteLength ?? 0) : 0));
   }
 
   /** The next part: its header, then the slices of the message it carries. */
   next(): Buffer[] {
     const start = this.#offset;
-    // The first part takes the whole head even when the head alone is over partBytes.
-    const end = Math.min(this.total, start + Math.max(this.partBytes, start === 0 ? (this.#segments[0]?.byteLength ?? 0) : 0));
+    const end = this.#partEnd(start);
     const out: Buffer[] = [encodeKernelPartHeader(this.idBytes, this.total, start)];
     let segStart = 0;
     for (const s of this.#segments) {

@@ -1,18 +1,27 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { prng } from '@kinesis/protocol/testing/prng';
+import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
+import { bytesToUuid, FrameKind, KERNEL_PART_HEADER_BYTES } from '@kinesis/protocol/tunnel';
+import { kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { Outbox, type OutboxSocket } from './outbox.ts';
+import type { WireParts } from './wire.ts';
 
 /** A socket whose buffer drains only when the test says so (a slow network). */
 class SlowSocket implements OutboxSocket {
   open = true;
   bufferedAmount = 0;
+  /** Each WebSocket message as the gateway receives it: the fragments of one message joined. */
   readonly sent: Buffer[] = [];
+  /** How many fragments each message went out as. */
+  readonly fragments: number[] = [];
   private readonly callbacks: Array<() => void> = [];
-  send(data: Buffer, cb: () => void): void {
-    this.sent.push(data);
-    this.bufferedAmount += data.length;
+  send(data: Buffer | readonly Buffer[], cb: () => void): void {
+    const b = Buffer.isBuffer(data) ? data : Buffer.concat(data);
+    this.sent.push(b);
+    this.fragments.push(Buffer.isBuffer(data) ? 1 : data.length);
+    this.bufferedAmount += b.length;
     this.callbacks.push(() => {
-      this.bufferedAmount -= data.length;
+      this.bufferedAmount -= b.length;
       cb();
     });
   }
@@ -24,6 +33,63 @@ class SlowSocket implements OutboxSocket {
 
 const frame = (tag: string, size: number): Buffer => Buffer.concat([Buffer.from(tag.padEnd(8)), Buffer.alloc(Math.max(0, size - 8))]);
 const tagOf = (b: Buffer): string => b.subarray(0, 8).toString().trim();
+const isPart = (b: Buffer): boolean => b[0] === FrameKind.KernelPart;
+
+const j = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
+
+/**
+ * A message in parts of `partBytes` whose v1 frame is `total` bytes long; its content starts
+ * with `tag` (read back by `tagOfMessage`). Also the v1 frame the parts must make up.
+ */
+function parted(opts: { total?: number; partBytes?: number; tag?: string; kernel?: string; rand?: () => number } = {}): { m: PartedMessage; expected: Buffer } {
+  const { total = 10_000, partBytes = 1000, tag = 'msg', kernel = randomUUID() } = opts;
+  const p = (content: Buffer): WireParts => ({ header: j({ msg_id: tag, msg_type: 'stream' }), parent: j({}), metadata: j({}), content, buffers: [] });
+  const headLen = kernelFrameFromParts(kernelIdBytes(kernel), 'iopub', p(Buffer.alloc(0))).length - 17;
+  const n = total - headLen;
+  const body = opts.rand ? randomBytes(opts.rand, n) : Buffer.alloc(n, 7);
+  Buffer.from(tag.padEnd(8)).copy(body, 0, 0, Math.min(8, n));
+  const parts = p(body);
+  return { m: new PartedMessage(kernelIdBytes(kernel), 'iopub', parts, parts.metadata, partBytes), expected: kernelFrameFromParts(kernelIdBytes(kernel), 'iopub', parts).subarray(17) };
+}
+
+/** The tag `parted` put at the start of a message's content. */
+const tagOfMessage = (v1: Buffer): string => tagOf(v1.subarray(Number(v1.readBigUInt64LE(8 * 5))));
+
+/**
+ * Reads KERNEL PART frames as the gateway's link does on one connection (docs/protocols.md):
+ * each kernel's parts start at offset 0 and continue without gaps, one message at a time.
+ * Returns the completed messages in order, with their kernel; fails on any breach.
+ */
+function reassemble(frames: readonly Buffer[]): { kernel: string; v1: Buffer }[] {
+  const open = new Map<string, { total: number; bytes: Buffer[]; next: number }>();
+  const done: { kernel: string; v1: Buffer }[] = [];
+  for (const b of frames) {
+    if (!isPart(b)) continue;
+    const kernel = bytesToUuid(b.subarray(1, 17));
+    const total = Number(b.readBigUInt64LE(17));
+    const offset = Number(b.readBigUInt64LE(25));
+    const bytes = b.subarray(KERNEL_PART_HEADER_BYTES);
+    expect(bytes.length).toBeGreaterThan(0);
+    let cur = open.get(kernel);
+    if (offset === 0) {
+      expect(cur, 'a message in parts started before the last one ended').toBeUndefined();
+      cur = { total, bytes: [], next: 0 };
+      open.set(kernel, cur);
+    }
+    expect(cur, 'a part that does not continue a message this connection saw begin').toBeDefined();
+    if (!cur) continue;
+    expect(total).toBe(cur.total);
+    expect(offset).toBe(cur.next);
+    cur.bytes.push(bytes);
+    cur.next += bytes.length;
+    expect(cur.next).toBeLessThanOrEqual(total);
+    if (cur.next === total) {
+      open.delete(kernel);
+      done.push({ kernel, v1: Buffer.concat(cur.bytes) });
+    }
+  }
+  return done;
+}
 
 describe('outbox flow control', () => {
   it('a flooding kernel does not starve another kernel', () => {
@@ -129,6 +195,290 @@ describe('outbox flow control', () => {
         sentBy.set(id, n + 1);
       }
       for (const id of ids) expect(sentBy.get(id) ?? 0).toBe(next.get(id));
+    }
+  });
+});
+
+describe('outbox: messages in parts', () => {
+  const kinds = (sock: SlowSocket): string[] => sock.sent.map((b) => (isPart(b) ? 'P' : tagOf(b)));
+  const wireOf = (b: Buffer): number => b.length;
+
+  it('round robin: a message in parts gives one part per turn, the other kernel one frame per turn', () => {
+    for (const slow of [false, true]) {
+      const out = new Outbox(slow ? { highWaterMark: 1 } : {});
+      const sock = new SlowSocket();
+      out.addKernel('big');
+      out.addKernel('small');
+      const { m, expected } = parted();
+      if (slow) out.attach(sock, 1 << 30);
+      out.enqueue('big', { frame: m, droppable: true });
+      for (let i = 0; i < 15; i++) out.enqueue('small', { frame: frame(`s${i}`, 200), droppable: false });
+      if (!slow) out.attach(sock, 1 << 30);
+      for (let i = 0; i < 100 && !m.done; i++) sock.drain(1);
+      sock.drain();
+      const want: string[] = [];
+      for (let i = 0; i < 10; i++) want.push('P', `s${i}`);
+      for (let i = 10; i < 15; i++) want.push(`s${i}`);
+      expect(kinds(sock)).toEqual(want);
+      // A part is its header and the message's slices, fragments of one WebSocket message.
+      sock.sent.forEach((b, i) => expect(sock.fragments[i]! > 1).toBe(isPart(b)));
+      const msgs = reassemble(sock.sent);
+      expect(msgs).toHaveLength(1);
+      expect(msgs[0]!.v1.equals(expected)).toBe(true);
+      expect(out.queued('big')).toBe(0);
+      expect(out.queued('small')).toBe(0);
+    }
+  });
+
+  it('each part spends its own wire size of credit, and waits for credit like a frame', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    const { m, expected } = parted(); // 10 parts of 1000 bytes: 1033 on the wire each
+    const wire = m.remainingWireBytes;
+    expect(wire).toBe(10_000 + 10 * KERNEL_PART_HEADER_BYTES);
+    out.enqueue('k', { frame: m, droppable: false });
+    expect(out.queued('k')).toBe(wire);
+    out.attach(sock, 2500);
+    let spent = 0;
+    const check = (): void => {
+      spent = sock.sent.reduce((n, b) => n + wireOf(b), 0);
+      expect(out.credit('k')).toBe(2500 + granted - spent);
+      expect(out.queued('k')).toBe(wire - spent);
+    };
+    let granted = 0;
+    check();
+    sock.drain(1);
+    check();
+    sock.drain(1);
+    check();
+    expect(sock.sent).toHaveLength(3);
+    expect(out.credit('k')).toBe(2500 - 3 * 1033); // overdrawn by less than one part
+    sock.drain();
+    expect(sock.sent).toHaveLength(3); // no credit: the rest waits
+    granted += 1000;
+    out.grant('k', 1000);
+    sock.drain();
+    check();
+    expect(sock.sent).toHaveLength(4);
+    granted += 1 << 20;
+    out.grant('k', 1 << 20);
+    while (!m.done) {
+      const n = sock.sent.length;
+      sock.drain(1);
+      expect(sock.sent.length).toBe(n + 1);
+      check();
+      expect(wireOf(sock.sent.at(-1)!)).toBe(1033);
+    }
+    sock.drain();
+    expect(out.queued('k')).toBe(0);
+    expect(out.credit('k')).toBe(2500 + granted - wire);
+    expect(reassemble(sock.sent).map((x) => x.v1.equals(expected))).toEqual([true]);
+  });
+
+  it('never sheds a message whose first part is out; sheds the output queued behind it', () => {
+    const notices: Array<[number, number]> = [];
+    const out = new Outbox({
+      maxQueuedBytes: 20_000,
+      dropNotice: (_id, count, bytes) => {
+        notices.push([count, bytes]);
+        return frame('notice', 100);
+      },
+    });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock, 1); // credit for one part
+    const { m, expected } = parted();
+    out.enqueue('k', { frame: m, droppable: true });
+    expect(m.started).toBe(true);
+    expect(sock.sent).toHaveLength(1);
+    for (let i = 0; i < 20; i++) out.enqueue('k', { frame: frame(`o${i}`, 1000), droppable: true });
+    // 9 parts (9 × 1033) stay; of the output only what fits beside them does.
+    expect(out.queued('k')).toBe(9 * 1033 + 10 * 1000);
+    expect(out.droppedFrames('k')).toBe(10);
+    expect(m.started && !m.done).toBe(true);
+    out.grant('k', 1 << 30);
+    sock.drain();
+    const want = [...Array<string>(10).fill('P'), 'notice', ...Array.from({ length: 10 }, (_, i) => `o${i + 10}`)];
+    expect(kinds(sock)).toEqual(want);
+    expect(notices).toEqual([[10, 10_000]]);
+    expect(reassemble(sock.sent).map((x) => x.v1.equals(expected))).toEqual([true]);
+    expect(out.queued('k')).toBe(0);
+  });
+
+  it('sheds a message in parts that has not started like any output; keeps one that is not droppable', () => {
+    const notices: Array<[number, number]> = [];
+    const out = new Outbox({
+      maxQueuedBytes: 5000,
+      dropNotice: (_id, count, bytes) => {
+        notices.push([count, bytes]);
+        return frame('notice', 100);
+      },
+    });
+    out.addKernel('k');
+    const a = parted({ tag: 'a' });
+    out.enqueue('k', { frame: a.m, droppable: true });
+    expect(out.queued('k')).toBe(0);
+    expect(out.droppedFrames('k')).toBe(1);
+    expect(a.m.started).toBe(false);
+    const b = parted({ tag: 'b' });
+    out.enqueue('k', { frame: b.m, droppable: false });
+    expect(out.queued('k')).toBe(10_330); // over the bound, but nothing in it may go
+    const sock = new SlowSocket();
+    out.attach(sock, 1 << 30);
+    sock.drain();
+    expect(kinds(sock)).toEqual(['notice', ...Array<string>(10).fill('P')]);
+    expect(notices).toEqual([[1, 10_330]]);
+    const msgs = reassemble(sock.sent);
+    expect(msgs.map((x) => tagOfMessage(x.v1))).toEqual(['b']);
+    expect(msgs[0]!.v1.equals(b.expected)).toBe(true);
+    expect(out.queued('k')).toBe(0);
+  });
+
+  it('holds the whole message, not its wire size, to maxFrameBytes', () => {
+    const reasons: string[] = [];
+    const { m } = parted({ total: 10_000 });
+    expect(m.remainingWireBytes).toBeGreaterThan(10_000);
+    const fits = new Outbox({ maxFrameBytes: 10_000, onDrop: (_id, r) => reasons.push(r) });
+    const sock = new SlowSocket();
+    fits.addKernel('k');
+    fits.attach(sock, 1 << 30);
+    fits.enqueue('k', { frame: m, droppable: false });
+    expect(m.done).toBe(true);
+    expect(reasons).toEqual([]);
+    expect(reassemble(sock.sent)).toHaveLength(1);
+
+    const big = parted({ total: 10_001 });
+    const out = new Outbox({ maxFrameBytes: 10_000, dropNotice: (_id, count, bytes) => frame(`n${count}:${bytes}`, 100), onDrop: (_id, r) => reasons.push(r) });
+    const sock2 = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock2, 1 << 30);
+    out.enqueue('k', { frame: big.m, droppable: false });
+    out.enqueue('k', { frame: frame('ok', 100), droppable: false });
+    expect(big.m.started).toBe(false);
+    expect(kinds(sock2)).toEqual([`n1:${10_001 + 11 * KERNEL_PART_HEADER_BYTES}`, 'ok']);
+    expect(reasons).toEqual(['frame too large']);
+    expect(out.queued('k')).toBe(0);
+  });
+
+  it('starts a message cut off by a dropped tunnel over on the next one, and can shed it while offline', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    out.addKernel('k');
+    const s1 = new SlowSocket();
+    out.attach(s1, 1 << 30);
+    const { m, expected } = parted();
+    out.enqueue('k', { frame: m, droppable: false });
+    s1.drain(2);
+    expect(s1.sent).toHaveLength(3);
+    s1.open = false;
+    out.detach();
+    expect(m.started).toBe(false);
+    expect(out.queued('k')).toBe(m.remainingWireBytes);
+    expect(out.queued('k')).toBe(10_330);
+    s1.drain(); // the old socket's callbacks must not send anything anywhere
+    const s2 = new SlowSocket();
+    out.attach(s2, 1 << 30);
+    s2.drain();
+    expect(s1.sent).toHaveLength(3);
+    expect(s2.sent).toHaveLength(10);
+    // The new connection's gateway sees the message from its start.
+    expect(reassemble(s2.sent).map((x) => x.v1.equals(expected))).toEqual([true]);
+    expect(out.queued('k')).toBe(0);
+
+    // Offline, a droppable message cut off mid-parts is ordinary queued output.
+    const shedding = new Outbox({ highWaterMark: 1, maxQueuedBytes: 12_000, dropNotice: () => frame('notice', 100) });
+    shedding.addKernel('k');
+    const s3 = new SlowSocket();
+    shedding.attach(s3, 1 << 30);
+    const c = parted({ tag: 'c' });
+    shedding.enqueue('k', { frame: c.m, droppable: true });
+    s3.drain(1);
+    s3.open = false;
+    shedding.detach();
+    shedding.enqueue('k', { frame: frame('late', 5000), droppable: true });
+    expect(shedding.droppedFrames('k')).toBe(1);
+    expect(shedding.queued('k')).toBe(5000);
+    const s4 = new SlowSocket();
+    shedding.attach(s4, 1 << 30);
+    s4.drain();
+    expect(kinds(s4)).toEqual(['notice', 'late']);
+  });
+
+  it('seeded: parts and frames of four kernels, with drops of the tunnel, arrive whole, in order, once', () => {
+    for (const seed of [11, 12, 13, 14, 15, 16]) {
+      const rand = prng(seed);
+      const out = new Outbox({ highWaterMark: 1 + Math.floor(rand() * 8192) });
+      const ids = ['a', 'b', 'c', 'd'];
+      const uuid = new Map<string, string>(ids.map((i) => [i, randomUUID()]));
+      const laneOf = new Map(ids.map((i) => [uuid.get(i)!, i]));
+      for (const id of ids) out.addKernel(id);
+      const sockets: SlowSocket[] = [];
+      const connect = (): void => {
+        const s = new SlowSocket();
+        sockets.push(s);
+        out.attach(s, 1 + Math.floor(rand() * 50_000));
+      };
+      connect();
+      const next = new Map<string, number>(ids.map((i) => [i, 0]));
+      const expectedOf = new Map<string, Buffer>();
+      for (let step = 0; step < 2000; step++) {
+        const r = rand();
+        const id = ids[Math.floor(rand() * ids.length)]!;
+        const sock = sockets.at(-1)!;
+        if (r < 0.45) {
+          const n = next.get(id) ?? 0;
+          next.set(id, n + 1);
+          const tag = `${id}${n}`;
+          if (rand() < 0.2) {
+            const p = parted({ tag, kernel: uuid.get(id)!, total: 200 + Math.floor(rand() * 20_000), partBytes: 1 + Math.floor(rand() * 4000), rand });
+            expectedOf.set(tag, p.expected);
+            out.enqueue(id, { frame: p.m, droppable: false });
+          } else out.enqueue(id, { frame: frame(tag, 50 + Math.floor(rand() * 3000)), droppable: false });
+        } else if (r < 0.85) sock.drain(1 + Math.floor(rand() * 3));
+        else if (r < 0.97) out.grant(id, Math.floor(rand() * 20_000));
+        else if (sock.open) {
+          // The tunnel drops: what is still buffered on it is lost with it.
+          sock.open = false;
+          out.detach();
+          connect();
+        }
+      }
+      for (const id of ids) out.grant(id, 1 << 30);
+      sockets.at(-1)!.drain();
+      // Per connection, the gateway's rules hold; across connections, every message arrives
+      // exactly once and in order (a message cut off mid-parts comes again, whole, later).
+      const got = new Map<string, string[]>(ids.map((i) => [i, []]));
+      for (const s of sockets) {
+        // Whole frames of a kernel never come between that kernel's parts.
+        const inParts = new Set<string>();
+        const msgs = reassemble(s.sent);
+        let k = 0;
+        for (const b of s.sent) {
+          if (isPart(b)) {
+            const lane = laneOf.get(bytesToUuid(b.subarray(1, 17)))!;
+            const total = Number(b.readBigUInt64LE(17));
+            const end = Number(b.readBigUInt64LE(25)) + b.length - KERNEL_PART_HEADER_BYTES;
+            if (end < total) inParts.add(lane);
+            else {
+              inParts.delete(lane);
+              const msg = msgs[k++]!;
+              const tag = tagOfMessage(msg.v1);
+              expect(msg.v1.equals(expectedOf.get(tag)!)).toBe(true);
+              got.get(lane)!.push(tag);
+            }
+          } else {
+            const tag = tagOf(b);
+            const lane = tag[0]!;
+            expect(inParts.has(lane)).toBe(false);
+            got.get(lane)!.push(tag);
+          }
+        }
+      }
+      for (const id of ids) {
+        const n = next.get(id) ?? 0;
+        expect(got.get(id)).toEqual(Array.from({ length: n }, (_, i) => `${id}${i}`));
+        expect(out.queued(id)).toBe(0);
+      }
     }
   });
 });

@@ -12,6 +12,7 @@
 // - a message in parts (kernel-frame.ts PartedMessage) is one queue entry that gives one part
 //   per turn, so a 10 MB output holds other kernels up by one part, not 10 MB; once its
 //   first part is out it can no longer be dropped (the gateway is already forwarding it).
+//   If the tunnel drops mid-message, it starts over from its first part on the next one.
 import type { PartedMessage } from './kernel-frame.ts';
 
 export interface OutboxSocket {
@@ -76,12 +77,17 @@ export class Outbox {
   attach(sock: OutboxSocket, initialCredit: number): void {
     this.sock = sock;
     this.initialCredit = initialCredit;
-    for (const l of this.lanes.values()) l.credit = initialCredit;
+    for (const l of this.lanes.values()) {
+      l.credit = initialCredit;
+      this.restartParts(l);
+    }
     this.pump();
   }
 
   detach(): void {
     this.sock = undefined;
+    // Offline, a message cut off mid-parts is an ordinary queued message again: sheddable.
+    for (const l of this.lanes.values()) this.restartParts(l);
   }
 
   get attached(): boolean {
@@ -233,6 +239,19 @@ export class Outbox {
     }
     lane.queuedBytes -= sizeOf(item.frame);
     return item.frame as Buffer;
+  }
+
+  /**
+   * A message in parts whose first parts went out on a previous connection starts over: the
+   * gateway on the next one rejects a part that does not continue a message it saw begin
+   * (1007, docs/protocols.md), and the old one already cut off the clients that had its start.
+   */
+  private restartParts(lane: Lane): void {
+    const item = lane.queue[lane.head];
+    if (item === undefined || item === 'notice' || Buffer.isBuffer(item.frame) || !item.frame.started) return;
+    const before = item.frame.remainingWireBytes;
+    item.frame.rewind();
+    lane.queuedBytes += item.frame.remainingWireBytes - before;
   }
 
   private advance(lane: Lane): void {

@@ -5,7 +5,7 @@ import type { KernelMessage } from '@jupyterlab/services';
 import { ProtocolError } from '../errors.ts';
 import { mutate, prng, randomBytes } from '../testing/prng.ts';
 import { makeMessage, type JupyterMessage } from './messages.ts';
-import { V1_SUBPROTOCOL, decodeLegacy, decodeV1, encodeLegacy, encodeV1, legacyToV1, peekV1, splitV1, v1ToLegacy } from './ws-framing.ts';
+import { DEFAULT_MAX_FRAME, V1_SUBPROTOCOL, decodeLegacy, decodeV1, encodeLegacy, encodeV1, legacyToV1, peekV1, peekV1Head, splitV1, v1ToLegacy } from './ws-framing.ts';
 
 function sample(buffers: Uint8Array[] = []): JupyterMessage {
   return makeMessage({
@@ -78,6 +78,109 @@ describe('v1.kernel.websocket.jupyter.org framing', () => {
         expect(e).toBeInstanceOf(ProtocolError);
       }
     }
+  });
+});
+
+/** Offset `i` of a v1 frame's table: 0 channel start, 1 channel end, 2 header end, 3 parent end. */
+const offsetAt = (f: Buffer, i: number): number => Number(f.readBigUInt64LE(8 * (i + 1)));
+
+/** A message with random sizes of every part, so that heads end at many different lengths. */
+function randomMessage(rand: () => number): JupyterMessage {
+  const text = (n: number): string => 'xé✓'.repeat(Math.floor(rand() * n));
+  const channels = ['iopub', 'shell', 'stdin', 'control'] as const;
+  return makeMessage({
+    channel: channels[Math.floor(rand() * channels.length)] ?? 'iopub',
+    msgType: rand() < 0.5 ? 'stream' : 'display_data',
+    session: 's-' + text(20),
+    content: rand() < 0.2 ? {} : { text: text(400) },
+    metadata: rand() < 0.5 ? {} : { m: text(50) },
+    ...(rand() < 0.3 ? {} : { parent: makeMessage({ channel: 'shell', msgType: 'execute_request', session: text(30) }).header }),
+    buffers: Array.from({ length: Math.floor(rand() * 4) }, () => randomBytes(rand, Math.floor(rand() * 200))),
+  });
+}
+
+describe('peekV1Head: the start of a v1 frame that arrives in parts', () => {
+  const code = (closeCode: number) => expect.objectContaining({ name: 'ProtocolError', closeCode });
+
+  it('peeks as peekV1 does from every prefix that holds the parent header, and from none shorter (seeded)', () => {
+    const rand = prng(0x4ead);
+    for (let i = 0; i < 40; i++) {
+      const f = encodeV1(i === 0 ? sample([Buffer.from('abc')]) : randomMessage(rand));
+      const whole = peekV1(f);
+      const parentEnd = offsetAt(f, 3);
+      for (let n = parentEnd; n <= f.length; n++) expect(peekV1Head(f.subarray(0, n), f.length)).toEqual(whole);
+      for (let n = 0; n < parentEnd; n++) expect(() => peekV1Head(f.subarray(0, n), f.length)).toThrow(code(1007));
+    }
+  });
+
+  it('reads a head that is a plain Uint8Array, not a Buffer', () => {
+    const f = encodeV1(sample());
+    const n = offsetAt(f, 3);
+    const u = new Uint8Array(f.buffer.slice(f.byteOffset, f.byteOffset + n));
+    expect(peekV1Head(u, f.length)).toEqual(peekV1(f));
+  });
+
+  it('rejects offsets that point past the total, even those not yet arrived', () => {
+    const f = encodeV1(sample([Buffer.from('buffer')]));
+    const head = f.subarray(0, offsetAt(f, 3));
+    const last = offsetAt(f, 6);
+    expect(last).toBe(f.length);
+    expect(peekV1Head(head, last)).toEqual(peekV1(f));
+    for (const total of [last - 1, offsetAt(f, 4), head.length]) expect(() => peekV1Head(head, total)).toThrow(code(1007));
+    // An offset in the table rewritten past the total.
+    const bad = Buffer.from(head);
+    bad.writeBigUInt64LE(BigInt(f.length + 1), 8 * 6);
+    expect(() => peekV1Head(bad, f.length)).toThrow(code(1007));
+    bad.writeBigUInt64LE(2n ** 64n - 1n, 8 * 6);
+    expect(() => peekV1Head(bad, f.length)).toThrow(code(1007));
+  });
+
+  it('rejects a head longer than the frame', () => {
+    const f = encodeV1(sample());
+    expect(() => peekV1Head(f, f.length - 1)).toThrow(code(1007));
+    expect(() => peekV1Head(f, 0)).toThrow(code(1007));
+  });
+
+  it('rejects a total over the bound with 1009, and a total that is not a byte count with 1007', () => {
+    const f = encodeV1(sample());
+    const head = f.subarray(0, offsetAt(f, 3));
+    expect(() => peekV1Head(head, f.length, { maxBytes: f.length - 1 })).toThrow(code(1009));
+    expect(peekV1Head(head, f.length, { maxBytes: f.length })).toEqual(peekV1(f));
+    expect(() => peekV1Head(head, DEFAULT_MAX_FRAME + 1)).toThrow(code(1009));
+    for (const total of [NaN, -1, 1.5, Infinity, 2 ** 60]) expect(() => peekV1Head(head, total, { maxBytes: Number.MAX_SAFE_INTEGER })).toThrow(ProtocolError);
+  });
+
+  it('still validates the channel, header and parent header it reads', () => {
+    const f = encodeV1(sample());
+    const n = offsetAt(f, 3);
+    const badChannel = Buffer.from(f.subarray(0, n));
+    badChannel[offsetAt(f, 0)] = 'x'.charCodeAt(0);
+    expect(() => peekV1Head(badChannel, f.length)).toThrow(code(1007));
+    const badHeader = Buffer.from(f.subarray(0, n));
+    badHeader[offsetAt(f, 1)] = '['.charCodeAt(0);
+    expect(() => peekV1Head(badHeader, f.length)).toThrow(code(1007));
+    const badParent = Buffer.from(f.subarray(0, n));
+    badParent[offsetAt(f, 3) - 1] = 0xff;
+    expect(() => peekV1Head(badParent, f.length)).toThrow(code(1007));
+  });
+
+  it('fuzz: mutated heads with random totals peek or throw ProtocolError, never anything else', () => {
+    const rand = prng(0xbead);
+    const frames = [encodeV1(sample()), encodeV1(sample([Buffer.from('abc'), Buffer.alloc(3)]))];
+    let peeked = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const f = frames[i % 2]!;
+      const head = mutate(rand, f.subarray(0, offsetAt(f, 3) + Math.floor(rand() * (f.length - offsetAt(f, 3) + 1))));
+      const total = rand() < 0.5 ? f.length : Math.floor(rand() * 2 * f.length);
+      try {
+        peekV1Head(head, total);
+        peeked++;
+        expect(head.length).toBeLessThanOrEqual(total);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ProtocolError);
+      }
+    }
+    expect(peeked).toBeGreaterThan(1000);
   });
 });
 

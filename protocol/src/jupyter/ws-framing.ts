@@ -89,6 +89,8 @@ export function peekV1(frame: Uint8Array, opts?: DecodeOptions): V1Peek {
  * header must all lie within `head`.
  */
 export function peekV1Head(head: Uint8Array, total: number, opts?: DecodeOptions): V1Peek {
+  // Checked here, not left to BigInt(total) below, which throws a RangeError for a fraction or NaN.
+  if (!Number.isSafeInteger(total) || total < 0) throw malformed('v1 frame length must be a whole number of bytes');
   checkSize(total, opts);
   const f = asBuffer(head);
   if (f.length > total) throw malformed('v1 frame head is longer than the frame');
