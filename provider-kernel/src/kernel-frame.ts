@@ -123,6 +123,22 @@ export class PartedMessage {
     return Math.min(this.total, start + Math.max(this.partBytes, start === 0 ? (this.#segments[0]?.byteLength ?? 0) : 0));
   }
 
+  /**
+   * The whole message as one KERNEL frame (`0x02 ‖ kernel id ‖ v1 frame`), for a gateway that
+   * does not take parts (the tunnel reconnected to one while this message waited). One copy.
+   */
+  whole(): Buffer {
+    const out = Buffer.allocUnsafe(17 + this.total);
+    out[0] = FrameKind.Kernel;
+    this.idBytes.copy(out, 1);
+    let at = 17;
+    for (const s of this.#segments) {
+      out.set(s, at);
+      at += s.byteLength;
+    }
+    return out;
+  }
+
   /** The next part: its header, then the slices of the message it carries. */
   next(): Buffer[] {
     const start = this.#offset;

@@ -404,6 +404,29 @@ describe('outbox: messages in parts', () => {
     expect(kinds(s4)).toEqual(['notice', 'late']);
   });
 
+  it('sends a message queued in parts whole to a gateway that does not take parts (reconnected to an older one)', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    out.addKernel('k');
+    const s1 = new SlowSocket();
+    out.attach(s1, 1 << 30);
+    const kernel = randomUUID();
+    const { m, expected } = parted({ kernel });
+    out.enqueue('k', { frame: m, droppable: false });
+    s1.drain(2);
+    s1.open = false;
+    out.detach();
+    const s2 = new SlowSocket();
+    out.attach(s2, 1 << 30, { parts: false });
+    s2.drain();
+    expect(s2.sent).toHaveLength(1);
+    const f = s2.sent[0]!;
+    expect(f[0]).toBe(FrameKind.Kernel);
+    expect(bytesToUuid(f.subarray(1, 17))).toBe(kernel);
+    expect(f.subarray(17).equals(expected)).toBe(true);
+    expect(out.queued('k')).toBe(0);
+    expect(out.credit('k')).toBe((1 << 30) - f.length);
+  });
+
   it('seeded: parts and frames of four kernels, with drops of the tunnel, arrive whole, in order, once', () => {
     for (const seed of [11, 12, 13, 14, 15, 16]) {
       const rand = prng(seed);

@@ -65,6 +65,7 @@ export class Outbox {
   private sock: OutboxSocket | undefined;
   private initialCredit = 0;
   private pumping = false;
+  private partsAccepted = true;
   private readonly hwm: number;
   private readonly maxQueued: number;
 
@@ -73,10 +74,14 @@ export class Outbox {
     this.maxQueued = o.maxQueuedBytes ?? 32 * 1024 * 1024;
   }
 
-  /** After the handshake: every kernel starts over with `initialCredit` on this connection. */
-  attach(sock: OutboxSocket, initialCredit: number): void {
+  /**
+   * After the handshake: every kernel starts over with `initialCredit` on this connection.
+   * `parts`: the gateway takes KERNEL PART frames; if not, messages queued in parts go whole.
+   */
+  attach(sock: OutboxSocket, initialCredit: number, opts: { readonly parts?: boolean } = {}): void {
     this.sock = sock;
     this.initialCredit = initialCredit;
+    this.partsAccepted = opts.parts ?? true;
     for (const l of this.lanes.values()) {
       l.credit = initialCredit;
       this.restartParts(l);
@@ -223,6 +228,11 @@ export class Outbox {
       // A message in parts stays at the head of its lane until its last part is out.
       const m = item.frame;
       const before = m.remainingWireBytes;
+      if (!this.partsAccepted && !m.started) {
+        lane.queuedBytes -= before;
+        this.advance(lane);
+        return m.whole();
+      }
       const part = m.next();
       lane.queuedBytes -= m.done ? before : before - m.remainingWireBytes;
       if (m.done) this.advance(lane);
