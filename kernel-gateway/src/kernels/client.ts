@@ -98,20 +98,31 @@ export class ClientConnection {
     this.socket.write(bytes);
   }
 
-  /** The streamed frame is complete: its log entry, then whatever waited behind it. */
-  endStream(msgId: string, total: number, whole: () => Buffer): void {
-    if (!this.#streaming) return;
+  /**
+   * The streamed frame is complete: its log entry, then whatever waited behind it. Returns
+   * the v1 frames that waited and were never sent, for a connection that closed on the way.
+   */
+  endStream(msgId: string, total: number, whole: () => Buffer): Buffer[] {
+    if (!this.#streaming) return [];
     this.#streaming = false;
+    const deferred = this.#deferred;
+    this.#deferred = [];
+    if (!this.open) {
+      // It did not get the frame whole: neither it nor what waited enters the log, or a
+      // resume would replay them from there as well as from the session's replay buffer,
+      // which the kernel fills instead (kernel.ts #completeInflight).
+      this.#pongOwed = undefined;
+      return deferred.map(([f]) => f);
+    }
     if (this.sentLog) {
       if (total > this.sentLog.maxBytes) this.sentLog.clear();
       else this.sentLog.push(msgId, whole());
     }
-    const deferred = this.#deferred;
-    this.#deferred = [];
     for (const [f, legacy, id, head] of deferred) this.send(f, legacy, id, head);
     const pong = this.#pongOwed;
     this.#pongOwed = undefined;
     if (pong && this.open) this.ws.pong(pong);
+    return [];
   }
 
   /** The rest of a streamed frame will never come (its provider went away): the connection cannot be saved. */

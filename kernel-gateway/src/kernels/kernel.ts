@@ -179,6 +179,13 @@ export class Kernel {
    * (legacy clients, replay buffers, resume logs) gets the whole frame once it is complete.
    */
   partFromKernel(link: ProviderLink, part: KernelPart, peek: V1Peek | undefined, frameBytes: number): void {
+    if (link !== this.link) {
+      // A tunnel this kernel has left (replaced by a newer connection of its provider) may
+      // still deliver what it had in flight: its link checked the order of its own parts only,
+      // so they must not be spliced into a message arriving over the current tunnel.
+      link.grantCredit(this.id, frameBytes);
+      return;
+    }
     this.lastActivity = Date.now();
     let m = this.#inflight;
     if (part.offset === 0 && peek) {
@@ -211,10 +218,12 @@ export class Kernel {
     let whole: Buffer | undefined;
     const frame = (): Buffer => (whole ??= m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.total));
     const done = new Set<ClientConnection>();
+    const unsent: [session: string, frame: Buffer][] = [];
     for (const c of m.streamed) {
-      if (!c.streaming) continue; // aborted or closed on the way
-      c.endStream(m.peek.header.msg_id, m.total, frame);
+      if (!c.streaming) continue; // aborted on the way
+      const waited = c.endStream(m.peek.header.msg_id, m.total, frame);
       if (c.open) done.add(c);
+      else for (const f of waited) unsent.push([c.sessionId, f]);
     }
     // Whoever did not get it streamed gets it now, by the ordinary route: clients that
     // attached meanwhile or speak the legacy framing, sessions that dropped (including a
@@ -222,6 +231,9 @@ export class Kernel {
     let rest = this.#detached.size > 0 || this.clients.size === 0;
     for (const c of this.clients) if (!done.has(c)) rest = true;
     if (rest) this.#route(frame(), m.peek, done);
+    // What was routed to a streamed client while it was mid-frame, and never sent because it
+    // closed before the frame ended, follows the frame into its session's replay buffer.
+    for (const [session, f] of unsent) this.#detached.get(session)?.push(f, peekV1(f).parentHeader);
   }
 
   /** A message in parts that will never be completed: its streamed clients cannot be saved. */

@@ -52,6 +52,8 @@ export interface ClientOptions {
   readonly sessionId?: string;
   readonly v1?: boolean;
   readonly token?: string;
+  /** Opts in to resuming (`kinesis_last_msg_id`, docs/protocols.md): the last message read, '' for none. */
+  readonly lastMsgId?: string;
 }
 
 export class TestClient {
@@ -78,6 +80,7 @@ export class TestClient {
     const q = new URLSearchParams();
     if (session) q.set('session_id', session);
     q.set('token', o.token ?? TOKEN);
+    if (o.lastMsgId !== undefined) q.set('kinesis_last_msg_id', o.lastMsgId);
     const url = `${baseUrl.replace(/^http/, 'ws')}/api/kernels/${kernelId}/channels?${q}`;
     const v1 = o.v1 ?? true;
     const ws = new WebSocket(url, v1 ? [V1_SUBPROTOCOL] : [], { perMessageDeflate: false });

@@ -8,14 +8,18 @@ import { Wallet } from 'ethers';
 import { WebSocket } from 'ws';
 import {
   authText,
+  bytesToUuid,
   decodeFrame,
   decodeV1,
   encodeControl,
   encodeKernelFrame,
+  encodeKernelPartHeader,
   encodeV1,
+  FrameKind,
   makeMessage,
   TUNNEL_SUBPROTOCOL,
   TUNNEL_VERSION,
+  uuidToBytes,
   type ControlMessage,
   type HardwareInfo,
   type JupyterMessage,
@@ -81,10 +85,20 @@ export class ProviderPeer {
   readonly received: { kernelId: string; msg: JupyterMessage }[] = [];
   /** Credit granted per kernel. */
   readonly credit = new Map<string, number>();
+  /** Bytes of KERNEL and KERNEL PART frames sent per kernel: what the gateway owes credit for. */
+  readonly sent = new Map<string, number>();
   readonly kernels = new Map<string, EchoKernel>();
   closeCode: number | undefined;
   closeReason = '';
   welcomed = false;
+  /** The features the gateway named in its welcome; undefined when it named none. */
+  features: readonly string[] | undefined;
+  /**
+   * While false, client messages and kernel requests are recorded but not answered, as by a
+   * kernel busy producing output; `answer()` turns answering back on and answers what waited.
+   */
+  answering = true;
+  #unanswered: (() => Promise<void> | void)[] = [];
   ws!: WebSocket;
   #opts: PeerOptions;
 
@@ -152,6 +166,7 @@ export class ProviderPeer {
       }
       case 'welcome':
         this.welcomed = true;
+        this.features = m.features;
         welcomed();
         return;
       case 'start_kernel':
@@ -159,6 +174,10 @@ export class ProviderPeer {
       case 'interrupt_kernel':
       case 'shutdown_kernel':
         this.requests.push(m);
+        if (!this.answering) {
+          this.#unanswered.push(() => this.#onRequest(m));
+          return;
+        }
         await this.#onRequest(m);
         return;
       default:
@@ -184,6 +203,20 @@ export class ProviderPeer {
 
   #onKernelMessage(kernelId: string, msg: JupyterMessage): void {
     this.received.push({ kernelId, msg });
+    if (!this.answering) {
+      this.#unanswered.push(() => this.#answer(kernelId, msg));
+      return;
+    }
+    this.#answer(kernelId, msg);
+  }
+
+  /** Answers again, starting with what came while it did not (in arrival order). */
+  async answer(): Promise<void> {
+    this.answering = true;
+    for (const f of this.#unanswered.splice(0)) await f();
+  }
+
+  #answer(kernelId: string, msg: JupyterMessage): void {
     const k = this.kernels.get(kernelId);
     if (!k) return;
     const parent = msg.header;
@@ -229,8 +262,27 @@ export class ProviderPeer {
     this.sendKernelMessage(kernelId, makeMessage({ channel: 'iopub', msgType: 'stream', session: k?.session ?? 'x', parent, content: { name: 'stdout', text } }));
   }
 
+  /**
+   * Sends one v1 frame as KERNEL PART frames of `partBytes` each (the last may be shorter).
+   * Returns the size of each tunnel frame sent, which is what the gateway credits back.
+   */
+  sendParts(kernelId: string, v1Frame: Uint8Array, partBytes: number): number[] {
+    const sizes: number[] = [];
+    for (let offset = 0; offset < v1Frame.byteLength; offset += partBytes) {
+      const f = kernelPartFrame(kernelId, v1Frame.byteLength, offset, v1Frame.subarray(offset, offset + partBytes));
+      this.sendRaw(f);
+      sizes.push(f.length);
+    }
+    return sizes;
+  }
+
   sendRaw(frame: Uint8Array): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame);
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if ((frame[0] === FrameKind.Kernel || frame[0] === FrameKind.KernelPart) && frame.byteLength >= 17) {
+      const id = bytesToUuid(frame.subarray(1, 17));
+      this.sent.set(id, (this.sent.get(id) ?? 0) + frame.byteLength);
+    }
+    this.ws.send(frame);
   }
 
   kernelStatus(kernelId: string, status: 'starting' | 'restarting' | 'dead', reason?: string): void {
@@ -257,6 +309,11 @@ export class ProviderPeer {
   #control(m: ControlMessage): void {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeControl(m));
   }
+}
+
+/** One KERNEL PART tunnel frame: `bytes` of a v1 frame of `total` bytes, starting at `offset` (not checked, so tests can break the rules). */
+export function kernelPartFrame(kernelId: string, total: number, offset: number, bytes: Uint8Array): Buffer {
+  return Buffer.concat([encodeKernelPartHeader(uuidToBytes(kernelId), total, offset), bytes]);
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,0 +1,53 @@
+// KERNEL PART frames at the Kernel alone (fakes for the tunnel and the client socket); the
+// gateway end to end is in ../kernel-parts.test.ts.
+import { Duplex } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { encodeV1, makeMessage, peekV1Head } from '@kinesis/protocol';
+import { silentLogger } from '../logger.ts';
+import type { ProviderLink } from '../providers/link.ts';
+import { until } from '../testing/harness.ts';
+import { sleep } from '../testing/provider-peer.ts';
+import { binaryFrameHeader, ClientConnection } from './client.ts';
+import { Kernel } from './kernel.ts';
+
+describe('a replaced tunnel (Kernel with fakes)', () => {
+  it("parts still arriving over the old tunnel are not spliced into the new tunnel's message", async () => {
+    const credit: string[] = [];
+    const fakeLink = (name: string): ProviderLink => ({ closed: false, grantCredit: () => credit.push(name), sendKernel() {} }) as unknown as ProviderLink;
+    const fakeClient = (): { conn: ClientConnection; out: Buffer[]; ws: { readyState: number } } => {
+      const out: Buffer[] = [];
+      const socket = new Duplex({ read() {}, write: (chunk: Buffer, _enc, cb) => (out.push(chunk), cb()) });
+      const ws = { readyState: WebSocket.OPEN as number, bufferedAmount: 0, terminate() { this.readyState = WebSocket.CLOSED; }, close() { this.readyState = WebSocket.CLOSED; } };
+      return { conn: new ClientConnection(ws as never, 's', true, socket), out, ws };
+    };
+    const opts = { bufferBytes: 1 << 24, pendingMaxBytes: 1 << 24, maxDetachedSessions: 8, clientHighWaterBytes: 1 << 22, clientMaxBufferedBytes: 1 << 26, logger: silentLogger };
+    const k = new Kernel(crypto.randomUUID(), 'python3-cpu', 'python3', '0xabc', opts, 'idle');
+    const out1 = (text: string): Buffer => encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text } }));
+    const m1 = out1('a'.repeat(10_000));
+    const m2 = out1('b'.repeat(10_000));
+    const part = (f: Buffer, offset: number, n: number) => ({ total: f.length, offset, bytes: f.subarray(offset, offset + n) });
+    const oldLink = fakeLink('old');
+    const newLink = fakeLink('new');
+    k.setReady(oldLink);
+    const first = fakeClient();
+    k.attach(first.conn);
+    k.partFromKernel(oldLink, part(m1, 0, 4000), peekV1Head(m1.subarray(0, 4000), m1.length), 4033);
+    expect(first.conn.streaming).toBe(true);
+    // The provider reconnected: the message in flight over the old tunnel is lost.
+    k.setReady(newLink);
+    expect(first.ws.readyState).toBe(WebSocket.CLOSED);
+    k.detach(first.conn);
+    const second = fakeClient();
+    k.attach(second.conn);
+    k.partFromKernel(newLink, part(m2, 0, 4000), peekV1Head(m2.subarray(0, 4000), m2.length), 4033);
+    // What the old tunnel had in flight arrives late, in order by its own count.
+    k.partFromKernel(oldLink, part(m1, 4000, 4000), undefined, 4033);
+    k.partFromKernel(newLink, part(m2, 4000, m2.length - 4000), undefined, 4033);
+    expect(second.conn.streaming).toBe(false);
+    await until(() => Buffer.concat(second.out).length >= binaryFrameHeader(m2.length).length + m2.length);
+    await sleep(10);
+    expect(Buffer.concat(second.out).equals(Buffer.concat([binaryFrameHeader(m2.length), m2]))).toBe(true);
+    expect(credit).toEqual(['old', 'new', 'old', 'new']);
+  });
+});
