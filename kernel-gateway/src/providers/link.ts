@@ -152,9 +152,10 @@ export class ProviderLink {
     }
   }
 
-  /** Forgets what is owed to a kernel that is gone. */
+  /** Forgets what is owed to a kernel that is gone, and any message in parts it left unfinished. */
   forgetCredit(kernelId: string): void {
     this.#credit.delete(kernelId);
+    this.#partial.delete(kernelId);
   }
 
   /** Called by the registry's liveness timer. Returns false when the link is overdue and was dropped. */
