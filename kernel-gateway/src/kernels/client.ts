@@ -126,11 +126,15 @@ export class ClientConnection {
   }
 
   /** The rest of a streamed frame will never come (its provider went away): the connection cannot be saved. */
-  abortStream(): void {
-    if (!this.#streaming) return;
+  abortStream(): Buffer[] {
+    if (!this.#streaming) return [];
     this.#streaming = false;
+    const deferred = this.#deferred;
     this.#deferred = [];
+    this.#pongOwed = undefined;
     this.ws.terminate();
+    // What waited behind the frame was never written: the kernel keeps it for the session.
+    return deferred.map(([f]) => f);
   }
 
   /** Answers a client's ping (the server runs with autoPong off), after any frame in flight. */

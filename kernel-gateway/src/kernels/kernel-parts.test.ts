@@ -50,4 +50,30 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     expect(Buffer.concat(second.out).equals(Buffer.concat([binaryFrameHeader(m2.length), m2]))).toBe(true);
     expect(credit).toEqual(['old', 'new', 'old', 'new']);
   });
+
+  it('what waited behind a frame cut off by a lost tunnel is kept for the session and replayed', async () => {
+    const link = { closed: false, grantCredit() {}, sendKernel() {} } as unknown as ProviderLink;
+    const out: Buffer[] = [];
+    const socket = new Duplex({ read() {}, write: (chunk: Buffer, _enc, cb) => (out.push(chunk), cb()) });
+    const ws = { readyState: WebSocket.OPEN as number, bufferedAmount: 0, terminate() { this.readyState = WebSocket.CLOSED; }, close() { this.readyState = WebSocket.CLOSED; } };
+    const opts = { bufferBytes: 1 << 24, pendingMaxBytes: 1 << 24, maxDetachedSessions: 8, clientHighWaterBytes: 1 << 22, clientMaxBufferedBytes: 1 << 26, logger: silentLogger };
+    const k = new Kernel(crypto.randomUUID(), 'python3-cpu', 'python3', '0xabc', opts, 'idle');
+    k.setReady(link);
+    const conn = new ClientConnection(ws as never, 'sess', true, socket);
+    k.attach(conn);
+    const big = encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'a'.repeat(10_000) } }));
+    k.partFromKernel(link, { total: big.length, offset: 0, bytes: big.subarray(0, 4000) }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
+    const verdict = encodeV1(makeMessage({ channel: 'iopub', msgType: 'status', session: 's', content: { execution_state: 'idle' } }));
+    k.deliverFromGateway(verdict); // waits behind the frame being streamed
+    k.detachLink(); // the tunnel drops: the frame can never be completed
+    expect(ws.readyState).toBe(WebSocket.CLOSED);
+    await sleep(10);
+    expect(Buffer.concat(out).includes(verdict)).toBe(false);
+    // The session comes back: it gets what waited, not a torn frame.
+    const out2: Buffer[] = [];
+    const socket2 = new Duplex({ read() {}, write: (chunk: Buffer, _enc, cb) => (out2.push(chunk), cb()) });
+    const ws2 = { readyState: WebSocket.OPEN as number, bufferedAmount: 0, terminate() {}, close() {}, send: (d: Buffer) => out2.push(d) };
+    k.attach(new ClientConnection(ws2 as never, 'sess', true, socket2));
+    await until(() => Buffer.concat(out2).includes(verdict));
+  });
 });

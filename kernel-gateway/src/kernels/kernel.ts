@@ -241,7 +241,14 @@ export class Kernel {
     const m = this.#inflight;
     if (!m) return;
     this.#inflight = undefined;
-    for (const c of m.streamed) c.abortStream();
+    for (const c of m.streamed) {
+      const waited = c.abortStream();
+      if (!waited.length) continue;
+      // Messages routed to it while it was mid-frame (a gateway status, a receipt verdict)
+      // go to its session's replay buffer, where the rest of its output now goes too.
+      this.detach(c);
+      for (const f of waited) this.#detached.get(c.sessionId)?.push(f, peekV1(f).parentHeader);
+    }
     if (m.streamed.length) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
   }
 
