@@ -133,7 +133,7 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
 
   it('receives large output whole and in order (it crosses the tunnel in parts, streamed to the client as they arrive)', async () => {
     // 3 MB of stdout in one message, then a 2 MB comm buffer: both far over the provider's
-    // 256 KiB part size, so each reaches this client as one frame streamed by the gateway.
+    // 1 MiB part size, so each reaches this client as one frame streamed by the gateway.
     const bufs: DataView[] = [];
     kernel.registerCommTarget('kinesis-big', (comm) => {
       comm.onMsg = (msg) => {

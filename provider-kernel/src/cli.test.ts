@@ -8,7 +8,7 @@ describe('kinesis-provider flags', () => {
     const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
     expect(r).toEqual({
       help: false,
-      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 262144 },
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 1048576 },
     });
     expect(parseCli(['--help'])).toEqual({ help: true });
     const off = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--no-metering']);
@@ -32,15 +32,15 @@ describe('kinesis-provider flags', () => {
     expect(zero.help === false && zero.config.outputBatchMs).toBe(0);
   });
 
-  it('--part-bytes: 0 (off) or 64 KiB to 16 MiB, 256 KiB by default', () => {
+  it('--part-bytes: 0 (off) or 64 KiB to 16 MiB, 1 MiB by default', () => {
     const base = ['--gateway', 'http://x', '--data-dir', 'd'];
     const partBytes = (...extra: string[]): number | undefined => {
       const r = parseCli([...base, ...extra]);
       return r.help ? undefined : r.config.partBytes;
     };
     expect(USAGE).toMatch(/--part-bytes <n>/);
-    expect(partBytes()).toBe(262144);
-    expect(DEFAULT_PART_BYTES).toBe(262144);
+    expect(partBytes()).toBe(1048576);
+    expect(DEFAULT_PART_BYTES).toBe(1048576);
     for (const ok of [0, 65536, 65537, 1 << 20, 16777216]) {
       expect(partBytes('--part-bytes', String(ok))).toBe(ok);
       expect(partBytes(`--part-bytes=${ok}`)).toBe(ok);

@@ -28,7 +28,7 @@ Options:
                        docs/protocols.md for a Jupyter Server 1.23 caveat)
   --part-bytes <n>     output larger than n bytes crosses the tunnel in parts of n
                        bytes, forwarded by the gateway as they arrive (default
-                       262144; 0: whole messages only; 65536 to 16777216)
+                       1048576; 0: whole messages only; 65536 to 16777216)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 

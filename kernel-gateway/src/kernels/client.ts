@@ -42,6 +42,14 @@ export class ClientConnection {
   #streaming = false;
   #deferred: Deferred[] = [];
   #pongOwed: Buffer | undefined;
+  #below: { readonly bytes: number; readonly fn: () => void } | undefined;
+  readonly #onWritten = (): void => {
+    const b = this.#below;
+    if (b && this.bufferedAmount <= b.bytes) {
+      this.#below = undefined;
+      b.fn();
+    }
+  };
   readonly connectedAt = Date.now();
   /** Kept for a client that can resume (sent-log.ts); undefined for plain Jupyter clients. */
   readonly sentLog: SentLog | undefined;
@@ -95,7 +103,16 @@ export class ClientConnection {
   streamBytes(bytes: Buffer): void {
     if (!this.#streaming || !this.socket || this.socket.destroyed) return;
     corkForTick(this.socket);
-    this.socket.write(bytes);
+    this.socket.write(bytes, this.#onWritten);
+  }
+
+  /**
+   * Calls `fn` once, as soon as a completed write of a streamed frame leaves no more than
+   * `bytes` buffered (flow control: the kernel withholds its provider's credit meanwhile).
+   * A later call replaces an earlier one.
+   */
+  whenBufferedAtMost(bytes: number, fn: () => void): void {
+    this.#below = { bytes, fn };
   }
 
   /**

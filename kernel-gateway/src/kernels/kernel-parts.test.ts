@@ -51,6 +51,30 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     expect(credit).toEqual(['old', 'new', 'old', 'new']);
   });
 
+  it("credit withheld for a congested client is granted as soon as that client's writes bring it under the mark, not on the next poll", async () => {
+    const granted: number[] = [];
+    const link = { closed: false, grantCredit: (_k: string, n: number) => granted.push(n), sendKernel() {} } as unknown as ProviderLink;
+    const pending: Array<() => void> = [];
+    // A socket whose writes complete only when the test says (a client reading slowly).
+    const socket = new Duplex({ read() {}, writev: (_chunks, cb) => void pending.push(() => cb()), write: (_c, _e, cb) => void pending.push(() => cb()) });
+    const ws = { readyState: WebSocket.OPEN as number, bufferedAmount: 0, terminate() {}, close() {} };
+    const opts = { bufferBytes: 1 << 24, pendingMaxBytes: 1 << 24, maxDetachedSessions: 8, clientHighWaterBytes: 1000, clientMaxBufferedBytes: 1 << 26, logger: silentLogger };
+    const k = new Kernel(crypto.randomUUID(), 'python3-cpu', 'python3', '0xabc', opts, 'idle');
+    k.setReady(link);
+    k.attach(new ClientConnection(ws as never, 'sess', true, socket));
+    const big = encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'a'.repeat(10_000) } }));
+    k.partFromKernel(link, { total: big.length, offset: 0, bytes: big.subarray(0, 4000) }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
+    ws.bufferedAmount = 5000; // over the 1000-byte mark: the next part's credit is owed
+    k.partFromKernel(link, { total: big.length, offset: 4000, bytes: big.subarray(4000, 8000) }, undefined, 4033);
+    expect(granted).toEqual([4033]);
+    await sleep(1); // the tick's cork is released and the part's write is under way
+    ws.bufferedAmount = 500;
+    for (const done of pending.splice(0)) done();
+    // The stream reports the write done on a later tick; the 5 ms poll timer has not fired.
+    await new Promise((r) => setImmediate(r));
+    expect(granted).toEqual([4033, 4033]);
+  });
+
   it('what waited behind a frame cut off by a lost tunnel is kept for the session and replayed', async () => {
     const link = { closed: false, grantCredit() {}, sendKernel() {} } as unknown as ProviderLink;
     const out: Buffer[] = [];
