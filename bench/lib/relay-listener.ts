@@ -5,18 +5,20 @@
 // message's send stamp (the load kernel's CLOCK_MONOTONIC, shared by all processes here)
 // is read with a byte search, and only the latency is kept, in a preallocated array.
 //
-// Protocol with the parent (IPC): it sends {url, token, clients, capacity}; this process
-// answers {ready}; then `start` and `stop` messages; on `stop` it answers
-// {latencies: number[], first: string, last: string} (bigint stamps as decimal strings).
+// Protocol with the parent (IPC): it sends {url, token, clients, capacity} (or, for the
+// reference, {connectionFile, capacity}); this process answers {ready}; then `start` and
+// `stop` messages; on `stop` it answers {latencies: number[], first: string, last: string}
+// (bigint stamps as decimal strings).
+//
+// The reference: one ZMQ subscriber straight on the load kernel's iopub socket (its
+// connection file), the way the provider itself listens: what a message's trip costs
+// without the provider, tunnel and gateway, measured the same way in the same run.
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
+import * as zmq from 'zeromq';
 import { V1_SUBPROTOCOL } from '@kinesis/protocol';
 
-interface Setup {
-  readonly url: string;
-  readonly token: string;
-  readonly clients: number;
-  readonly capacity: number;
-}
+type Setup = { readonly url: string; readonly token: string; readonly clients: number; readonly capacity: number } | { readonly connectionFile: string; readonly capacity: number };
 
 const send = (m: unknown): void => void process.send?.(m);
 const marker = Buffer.from('"text":');
@@ -42,8 +44,27 @@ function onFrame(data: Buffer): void {
   last = at;
 }
 
+let sub: zmq.Subscriber | undefined;
+
 async function setup(s: Setup): Promise<void> {
   lat = new Float64Array(s.capacity);
+  if ('connectionFile' in s) {
+    const info = JSON.parse(readFileSync(s.connectionFile, 'utf8')) as Record<string, string | number>;
+    sub = new zmq.Subscriber();
+    sub.connect(`tcp://${String(info['ip'])}:${String(info['iopub_port'])}`);
+    sub.subscribe();
+    void (async () => {
+      for await (const frames of sub!) {
+        // The content is the last frame (no buffers here).
+        const content = frames[frames.length - 1];
+        if (content) onFrame(content);
+      }
+    })().catch(() => undefined);
+    // A SUB socket misses what is published before its subscription reaches the kernel.
+    await new Promise((r) => setTimeout(r, 300));
+    send({ ready: true });
+    return;
+  }
   for (let i = 0; i < s.clients; i++) {
     const ws = new WebSocket(s.url, [V1_SUBPROTOCOL], { headers: { Authorization: `token ${s.token}` }, perMessageDeflate: false });
     ws.on('message', onFrame);
@@ -57,7 +78,7 @@ async function setup(s: Setup): Promise<void> {
 }
 
 process.on('message', (m: unknown) => {
-  if (typeof m === 'object' && m !== null && 'url' in m) {
+  if (typeof m === 'object' && m !== null && ('url' in m || 'connectionFile' in m)) {
     setup(m as Setup).catch((e: unknown) => {
       send({ error: String(e) });
       process.exit(1);
@@ -71,6 +92,7 @@ process.on('message', (m: unknown) => {
     recording = false;
     send({ latencies: Array.from(lat.subarray(0, n)), first: first.toString(), last: last.toString() });
     for (const ws of sockets) ws.close();
+    sub?.close();
     setTimeout(() => process.exit(0), 200).unref();
   }
 });
