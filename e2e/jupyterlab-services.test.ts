@@ -155,7 +155,7 @@ describe('@jupyterlab/services against the Kinesis stack', () => {
     expect(reply.content.status).toBe('ok');
     const line = Array.from({ length: 1023 }, (_, i) => String.fromCharCode(33 + (i % 90))).join('') + '\n';
     expect(streams(iopub, 'stdout')).toBe(line.repeat(3072) + 'after\n');
-    await new Promise((r) => setTimeout(r, 300));
+    for (let waited = 0; bufs.length === 0 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     expect(bufs).toHaveLength(1);
     const got = new Uint8Array(bufs[0]!.buffer, bufs[0]!.byteOffset, bufs[0]!.byteLength);
     expect(got.length).toBe(2 * 1024 * 1024);
