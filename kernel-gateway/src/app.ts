@@ -229,8 +229,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
       if (closed) return;
       closed = true;
       culler.dispose();
-      await closeSockets([...clientSockets], 1001, 'gateway shutting down', 500);
+      // Kernels first: their clients close through ClientConnection, which never writes a
+      // close frame into the middle of a frame being streamed (kernels/client.ts).
       await manager.dispose();
+      await closeSockets([...clientSockets], 1001, 'gateway shutting down', 500);
       await providers.close();
       ledger.close();
     },

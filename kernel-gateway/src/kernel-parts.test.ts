@@ -154,7 +154,7 @@ describe('delivery', () => {
     const buf = Buffer.alloc(300_000);
     for (let i = 0; i < buf.length; i++) buf[i] = (i * 31) & 0xff;
     const withBuffers = makeMessage({ channel: 'iopub', msgType: 'display_data', session: 's', content: { data: {}, metadata: {} }, buffers: [buf] });
-    p.sendParts(kernelId, encodeV1(withBuffers), 4096);
+    p.sendParts(kernelId, encodeV1(withBuffers), 16384);
     expect((await c.waitFor(withId(small.header.msg_id))).content['text']).toBe('one part\n');
     const got = await c.waitFor(withId(withBuffers.header.msg_id), WAIT);
     expect(Buffer.from(got.buffers[0]!).equals(buf)).toBe(true);
@@ -438,6 +438,53 @@ describe('cut off mid-message', () => {
     expect(p.closeCode).toBeUndefined();
   });
 
+  it('parts the provider already sent for a kernel deleted mid-message are dropped; the tunnel and its other kernels carry on', async () => {
+    const { gw, peer: p, kernelId } = await setup();
+    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+    const other: string = body.id;
+    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const parts = partsOf(kernelId, bigOutput(p, kernelId).frame);
+    p.sendRaw(parts[0]!);
+    await settled(p, kernelId);
+    expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
+    // What was on the wire before the provider heard of the shutdown.
+    for (const f of parts.slice(1, 4)) p.sendRaw(f);
+    await settled(p, kernelId);
+    expect(p.closeCode).toBeUndefined();
+    const c = await connect(gw, other);
+    const m = bigOutput(p, other, 300_000);
+    p.sendParts(other, m.frame, PART);
+    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text']).toBe(m.text);
+    expect(p.closeCode).toBeUndefined();
+  });
+
+  it('a client that stops reading mid-stream is dropped by the keepalive, and the kernel\'s output flows on to the others', async () => {
+    const { gw, peer: p, kernelId } = await setup({ tuning: { clientPingIntervalMs: 200, clientHighWaterBytes: 256 * 1024, initialCredit: 1024 * 1024 } });
+    const reader = await connect(gw, kernelId, { v1: true });
+    // A client whose TCP socket stops being read right after the handshake.
+    const stalled = new WebSocket(`${gw.url.replace('http', 'ws')}/api/kernels/${kernelId}/channels?session_id=stalled&token=${TOKEN}`, [V1_SUBPROTOCOL], { perMessageDeflate: false });
+    let sock: { pause(): void; resume(): void } | undefined;
+    stalled.once('upgrade', (res) => (sock = res.socket));
+    await new Promise((r, j) => (stalled.once('open', r), stalled.once('error', j)));
+    const stalledClosed = new Promise<number>((r) => stalled.once('close', (code) => r(code)));
+    sock?.pause();
+    await until(async () => (await connections(gw, kernelId)) === 2);
+    const { msg, frame, text } = bigOutput(p, kernelId, 12 * 1024 * 1024);
+    const parts = partsOf(kernelId, frame);
+    // A provider that sends only within its credit, as the real one does.
+    let next = 0;
+    while (next < parts.length) {
+      const credit = 1024 * 1024 + (p.credit.get(kernelId) ?? 0) - (p.sent.get(kernelId) ?? 0);
+      if (credit >= parts[next]!.length) p.sendRaw(parts[next++]!);
+      else await sleep(10);
+    }
+    expect((await reader.waitFor(withId(msg.header.msg_id), WAIT)).content['text'] === text).toBe(true);
+    expect(await connections(gw, kernelId)).toBe(1);
+    // Once it reads again, it finds its connection was cut.
+    sock?.resume();
+    expect(await stalledClosed).toBe(1006);
+  }, 60_000);
+
   it('deleting the kernel mid-message closes every client', async () => {
     const { gw, peer: p, kernelId } = await setup();
     const streamed = await connect(gw, kernelId, { v1: true });
@@ -448,6 +495,28 @@ describe('cut off mid-message', () => {
     expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
     expect((await streamed.closed).code).toBe(1006);
     expect((await legacy.closed).code).toBe(1000);
+  });
+});
+
+describe('gateway shutdown mid-stream', () => {
+  it('cuts the streamed client off rather than writing a close frame into its frame', async () => {
+    const { gw, peer: p, kernelId } = await setup();
+    const c = await connect(gw, kernelId, { v1: true });
+    const undecodable: string[] = [];
+    c.ws.on('error', (e) => undecodable.push(e.message));
+    const { msg, frame } = bigOutput(p, kernelId, 512 * 1024);
+    const parts = partsOf(kernelId, frame);
+    p.sendRaw(parts[0]!);
+    await settled(p, kernelId);
+    gws.splice(gws.indexOf(gw), 1);
+    const stopping = gw.stop();
+    // The rest of the message is still arriving while the gateway stops.
+    for (const f of parts.slice(1)) p.sendRaw(f);
+    await stopping;
+    expect((await c.closed).code).toBe(1006);
+    // Neither a torn message nor a frame the client's parser rejects.
+    expect(c.messages.some(withId(msg.header.msg_id))).toBe(false);
+    expect(undecodable).toEqual([]);
   });
 });
 
@@ -467,6 +536,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
     ['a status in parts', (k) => { const f = frameOf(makeMessage({ channel: 'iopub', msgType: 'status', session: 's', content: { execution_state: 'idle' } })); return [kernelPartFrame(k, f.length, 0, f)]; }, false],
     ['a part that runs past its total', (k) => { const f = output(); return [kernelPartFrame(k, PART - 1, 0, f.subarray(0, PART))]; }, false],
     ['a part with no bytes', (k) => [kernelPartFrame(k, 100, 0, Buffer.alloc(0))], false],
+    ['a part other than the last under 16 KiB', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, 1000))]; }, false],
   ];
 
   it.each(cases)('%s', async (_name, frames, streamed) => {

@@ -43,7 +43,12 @@ export class ClientConnection {
   #deferred: Deferred[] = [];
   #pongOwed: Buffer | undefined;
   #below: { readonly bytes: number; readonly fn: () => void } | undefined;
+  #flushed = 0;
+  #flushedAtCheck = 0;
+  /** Frames that were routed to this connection but will never be written to it (kernel.ts rehomes them). */
+  onUnsent: ((frames: Buffer[]) => void) | undefined;
   readonly #onWritten = (): void => {
+    this.#flushed++;
     const b = this.#below;
     if (b && this.bufferedAmount <= b.bytes) {
       this.#below = undefined;
@@ -97,7 +102,7 @@ export class ClientConnection {
     this.#streaming = true;
     corkForTick(socket);
     socket.write(binaryFrameHeader(total));
-    socket.write(first);
+    socket.write(first, this.#onWritten);
   }
 
   streamBytes(bytes: Buffer): void {
@@ -142,16 +147,33 @@ export class ClientConnection {
     return [];
   }
 
-  /** The rest of a streamed frame will never come (its provider went away): the connection cannot be saved. */
-  abortStream(): Buffer[] {
-    if (!this.#streaming) return [];
+  /**
+   * The streamed frame will not be completed on this connection (its provider went away,
+   * the client stopped reading, the connection is being closed): it cannot be saved. What
+   * waited behind the frame was never written; `onUnsent` (set by the kernel) keeps it for
+   * the session.
+   */
+  abortStream(): void {
+    if (!this.#streaming) return;
     this.#streaming = false;
     const deferred = this.#deferred;
     this.#deferred = [];
     this.#pongOwed = undefined;
+    this.#below = undefined;
     this.ws.terminate();
-    // What waited behind the frame was never written: the kernel keeps it for the session.
-    return deferred.map(([f]) => f);
+    if (deferred.length) this.onUnsent?.(deferred.map(([f]) => f));
+  }
+
+  /**
+   * True when this connection is mid-frame with bytes buffered and not one of its writes
+   * completed since the previous call: a client that stopped reading. The keepalive cannot
+   * ping it (a ping cannot go inside a frame) and its congestion holds the kernel's credit,
+   * so without this check it would stall the kernel's output for every client.
+   */
+  streamStalled(): boolean {
+    const stalled = this.#streaming && this.bufferedAmount > 0 && this.#flushed === this.#flushedAtCheck;
+    this.#flushedAtCheck = this.#flushed;
+    return stalled;
   }
 
   /** Answers a client's ping (the server runs with autoPong off), after any frame in flight. */

@@ -218,12 +218,12 @@ export class Kernel {
     let whole: Buffer | undefined;
     const frame = (): Buffer => (whole ??= m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.total));
     const done = new Set<ClientConnection>();
-    const unsent: [session: string, frame: Buffer][] = [];
+    const unsent: [conn: ClientConnection, frame: Buffer][] = [];
     for (const c of m.streamed) {
       if (!c.streaming) continue; // aborted on the way
       const waited = c.endStream(m.peek.header.msg_id, m.total, frame);
       if (c.open) done.add(c);
-      else for (const f of waited) unsent.push([c.sessionId, f]);
+      else for (const f of waited) unsent.push([c, f]);
     }
     // Whoever did not get it streamed gets it now, by the ordinary route: clients that
     // attached meanwhile or speak the legacy framing, sessions that dropped (including a
@@ -232,8 +232,25 @@ export class Kernel {
     for (const c of this.clients) if (!done.has(c)) rest = true;
     if (rest) this.#route(frame(), m.peek, done);
     // What was routed to a streamed client while it was mid-frame, and never sent because it
-    // closed before the frame ended, follows the frame into its session's replay buffer.
-    for (const [session, f] of unsent) this.#detached.get(session)?.push(f, peekV1(f).parentHeader);
+    // closed before the frame ended, follows the frame to its session.
+    for (const [c, f] of unsent) this.#rehome(c, [f]);
+  }
+
+  /**
+   * Frames routed to `conn` that will never be written to it (it closed, or was cut off
+   * mid-frame): to another live connection of its session, else to the session's replay
+   * buffer, in order. Only messages the gateway made itself end up here (statuses,
+   * receipt verdicts, notices): a kernel's own output never waits behind a frame.
+   */
+  #rehome(conn: ClientConnection, frames: readonly Buffer[]): void {
+    if (this.#disposed || !conn.sessionId || frames.length === 0) return;
+    this.detach(conn); // keeps a replay buffer for the session unless it has another connection
+    for (const f of frames) {
+      let live: ClientConnection | undefined;
+      for (const c of this.clients) if (c !== conn && c.open && c.sessionId === conn.sessionId) live = c;
+      if (live) live.send(f, () => this.#toLegacy(f), msgIdOf(f));
+      else this.#detached.get(conn.sessionId)?.push(f, peekV1(f).parentHeader);
+    }
   }
 
   /** A message in parts that will never be completed: its streamed clients cannot be saved. */
@@ -241,14 +258,8 @@ export class Kernel {
     const m = this.#inflight;
     if (!m) return;
     this.#inflight = undefined;
-    for (const c of m.streamed) {
-      const waited = c.abortStream();
-      if (!waited.length) continue;
-      // Messages routed to it while it was mid-frame (a gateway status, a receipt verdict)
-      // go to its session's replay buffer, where the rest of its output now goes too.
-      this.detach(c);
-      for (const f of waited) this.#detached.get(c.sessionId)?.push(f, peekV1(f).parentHeader);
-    }
+    // What was routed to them meanwhile goes to their sessions (onUnsent → #rehome).
+    for (const c of m.streamed) c.abortStream();
     if (m.streamed.length) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
   }
 
@@ -279,6 +290,7 @@ export class Kernel {
 
   attach(conn: ClientConnection): void {
     this.clients.add(conn);
+    conn.onUnsent = (frames) => this.#rehome(conn, frames);
     const replay: ReplayBuffer[] = [];
     let sentBefore: SentLog | undefined;
     if (conn.sessionId) {
@@ -515,5 +527,13 @@ export class Kernel {
     });
     const frame = encodeV1(msg);
     conn.send(frame, () => this.#toLegacy(frame), msg.header.msg_id);
+  }
+}
+
+function msgIdOf(frame: Buffer): string | undefined {
+  try {
+    return peekV1(frame).header.msg_id;
+  } catch {
+    return undefined;
   }
 }

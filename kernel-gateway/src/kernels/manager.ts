@@ -398,8 +398,16 @@ export class KernelManager implements ProviderEvents {
       k.sweepDetached(now, this.opts.detachedTtlMs);
       for (const c of k.clients) {
         // A ping cannot be written into the middle of a frame being streamed; the frame's own
-        // progress (and the buffered-bytes limit, kernel.ts) watches that client meanwhile.
-        if (c.streaming) continue;
+        // progress watches that client instead: one that completed no write in a whole
+        // interval has stopped reading, and its congestion would hold the kernel's credit
+        // (and so every other client's output) until it is gone.
+        if (c.streaming) {
+          if (c.streamStalled()) {
+            this.opts.logger.warn('client stopped reading mid-message; dropping it', { kernel: k.id });
+            c.abortStream();
+          }
+          continue;
+        }
         if (!c.alive) {
           c.ws.terminate();
           continue;

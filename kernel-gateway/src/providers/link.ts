@@ -152,10 +152,13 @@ export class ProviderLink {
     }
   }
 
-  /** Forgets what is owed to a kernel that is gone, and any message in parts it left unfinished. */
+  /**
+   * Forgets what is owed to a kernel that is gone. Not its message in parts, if one is
+   * arriving: the provider may have the rest of it on the wire already, and those parts must
+   * still pass the order check (they are credited and dropped: the kernel is unknown).
+   */
   forgetCredit(kernelId: string): void {
     this.#credit.delete(kernelId);
-    this.#partial.delete(kernelId);
   }
 
   /** Called by the registry's liveness timer. Returns false when the link is overdue and was dropped. */
@@ -232,6 +235,10 @@ export class ProviderLink {
       throw new ProtocolError(1007, 'a kernel part does not continue its message');
     }
     const next = part.offset + part.bytes.length;
+    // Every part but the last carries at least MIN_PART_BYTES (providers send 64 KiB and up),
+    // so a message cannot be split into millions of tiny parts the gateway must keep.
+    if (next < part.total && part.bytes.length < MIN_PART_BYTES) throw new ProtocolError(1007, `a kernel part other than the last must carry at least ${MIN_PART_BYTES} bytes`);
+    if (!p && next < part.total && this.#partial.size >= MAX_PARTIAL_MESSAGES) throw new ProtocolError(1009, `more than ${MAX_PARTIAL_MESSAGES} kernel messages in parts at once`);
     if (next >= part.total) this.#partial.delete(kernelId);
     else if (p) p.next = next;
     else this.#partial.set(kernelId, { total: part.total, next });
@@ -287,5 +294,9 @@ export class ProviderLink {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Smallest part but the last (docs/protocols.md); a provider's smallest --part-bytes is 64 KiB. */
+const MIN_PART_BYTES = 16 * 1024;
+/** Messages in parts unfinished at once on one tunnel: one per kernel, and a provider announces at most 4096 kernels. */
+const MAX_PARTIAL_MESSAGES = 4096;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
