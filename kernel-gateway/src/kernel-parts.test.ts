@@ -256,7 +256,7 @@ describe('client connections while streaming', () => {
     expect(c.ws.readyState).toBe(WebSocket.OPEN);
   });
 
-  it('a client that closes mid-stream: the others carry on, and its session gets the message on return', async () => {
+  it('a client that closes mid-stream gets the message whole, then the answer to its close (1000); the others carry on', async () => {
     const { gw, peer: p, kernelId } = await setup();
     const a = await connect(gw, kernelId);
     const other = await connect(gw, kernelId);
@@ -264,21 +264,21 @@ describe('client connections while streaming', () => {
     const parts = partsOf(kernelId, frame);
     for (const part of parts.slice(0, 8)) p.sendRaw(part);
     await settled(p, kernelId);
+    // ws answers a close frame at once; the gateway holds that answer until the frame being
+    // streamed is whole, so it does not land inside it.
     const closing = a.close();
-    await until(async () => (await connections(gw, kernelId)) === 1, WAIT, 'the gateway to let the client go');
+    await sleep(50);
     for (const part of parts.slice(8)) p.sendRaw(part);
     await settled(p, kernelId);
-    // The client sees 1006, not its own 1000: ws answers a close frame at once, and its answer
-    // lands inside the frame being streamed, so the client's socket ends mid-frame. Harmless
-    // (the client was leaving), but noted: nothing in the gateway can defer ws's answer.
-    expect((await closing).code).toBe(1006);
-    expect(a.messages.some(withId(msg.header.msg_id))).toBe(false);
+    expect((await closing).code).toBe(1000);
+    expect(a.messages.find(withId(msg.header.msg_id))?.content['text'] === text).toBe(true);
     expect((await other.waitFor(withId(msg.header.msg_id), WAIT)).content['text'] === text).toBe(true);
+    await until(async () => (await connections(gw, kernelId)) === 1, WAIT, 'the gateway to let the client go');
+    // It had the message whole: its session does not get it again on return.
     const back = await connect(gw, kernelId, { sessionId: a.sessionId });
-    expect((await back.waitFor(withId(msg.header.msg_id), WAIT)).content['text'] === text).toBe(true);
     p.stream(kernelId, 'after\n');
     await back.waitFor((m) => m.content['text'] === 'after\n');
-    expect(count(back, msg.header.msg_id)).toBe(1);
+    expect(count(back, msg.header.msg_id)).toBe(0);
     expect(other.ws.readyState).toBe(WebSocket.OPEN);
   });
 
@@ -495,6 +495,42 @@ describe('cut off mid-message', () => {
     expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
     expect((await streamed.closed).code).toBe(1006);
     expect((await legacy.closed).code).toBe(1000);
+  });
+});
+
+describe('a client that breaks the protocol mid-stream', () => {
+  it('gets 1009 for an oversized frame after the frame being streamed, not inside it', async () => {
+    const { gw, peer: p, kernelId } = await setup({ tuning: { maxClientFrameBytes: 2 * 1024 * 1024 } });
+    const c = await connect(gw, kernelId, { v1: true });
+    const errors: string[] = [];
+    c.ws.on('error', (e) => errors.push(e.message));
+    const { msg, frame } = bigOutput(p, kernelId, 1024 * 1024);
+    const parts = partsOf(kernelId, frame);
+    p.sendRaw(parts[0]!);
+    await settled(p, kernelId);
+    c.ws.send(Buffer.alloc(3 * 1024 * 1024));
+    await sleep(50);
+    for (const f of parts.slice(1)) p.sendRaw(f);
+    expect((await c.closed).code).toBe(1009);
+    expect(c.messages.some(withId(msg.header.msg_id))).toBe(true);
+    expect(errors).toEqual([]);
+  });
+
+  it('gets 1007 for a malformed v1 frame after the frame being streamed, not inside it', async () => {
+    const { gw, peer: p, kernelId } = await setup();
+    const c = await connect(gw, kernelId, { v1: true });
+    const errors: string[] = [];
+    c.ws.on('error', (e) => errors.push(e.message));
+    const { msg, frame } = bigOutput(p, kernelId, 1024 * 1024);
+    const parts = partsOf(kernelId, frame);
+    p.sendRaw(parts[0]!);
+    await settled(p, kernelId);
+    c.ws.send(Buffer.from('not a v1 frame at all'));
+    await sleep(50);
+    for (const f of parts.slice(1)) p.sendRaw(f);
+    expect((await c.closed).code).toBe(1007);
+    expect(c.messages.some(withId(msg.header.msg_id))).toBe(true);
+    expect(errors).toEqual([]);
   });
 });
 

@@ -42,7 +42,7 @@ export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, 
     } catch (err) {
       if (err instanceof ProtocolError) {
         opts.logger.info('closing a client that sent a bad frame', { kernel: kernel.id, code: err.closeCode, error: err.shortMessage });
-        conn.close(err.closeCode, err.shortMessage.slice(0, 120));
+        conn.closeAfterFrame(err.closeCode, err.shortMessage.slice(0, 120));
         return;
       }
       opts.logger.error('error handling a client frame', { kernel: kernel.id, error: errorText(err) });

@@ -73,7 +73,19 @@ export class ClientConnection {
     readonly resumeAfter?: string,
   ) {
     this.sentLog = resumeAfter === undefined ? undefined : new SentLog(SENT_LOG_FRAMES, SENT_LOG_BYTES);
+    // ws answers a close frame from the client, or a protocol error in what it sent (1009 for
+    // an oversized frame...), at once by calling close() on this object. Mid-stream that close
+    // frame would land inside the frame being streamed: it is held until the frame is whole.
+    const close = ws.close.bind(ws);
+    this.#close = close;
+    ws.close = ((code?: number, reason?: string | Buffer) => {
+      if (this.#streaming) this.#closeOwed ??= { code, reason };
+      else close(code, reason);
+    }) as WebSocket['close'];
   }
+
+  readonly #close: WebSocket['close'];
+  #closeOwed: { readonly code: number | undefined; readonly reason: string | Buffer | undefined } | undefined;
 
   get open(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
@@ -134,6 +146,7 @@ export class ClientConnection {
       // resume would replay them from there as well as from the session's replay buffer,
       // which the kernel fills instead (kernel.ts #completeInflight).
       this.#pongOwed = undefined;
+      this.#closeOwed = undefined;
       return deferred.map(([f]) => f);
     }
     if (this.sentLog) {
@@ -144,6 +157,9 @@ export class ClientConnection {
     const pong = this.#pongOwed;
     this.#pongOwed = undefined;
     if (pong && this.open) this.ws.pong(pong);
+    const owed = this.#closeOwed;
+    this.#closeOwed = undefined;
+    if (owed) this.#close(owed.code, owed.reason);
     return [];
   }
 
@@ -160,6 +176,7 @@ export class ClientConnection {
     this.#deferred = [];
     this.#pongOwed = undefined;
     this.#below = undefined;
+    this.#closeOwed = undefined;
     this.ws.terminate();
     if (deferred.length) this.onUnsent?.(deferred.map(([f]) => f));
   }
@@ -206,6 +223,15 @@ export class ClientConnection {
     const data = legacy();
     if (data === undefined) return;
     this.ws.send(data, { binary: typeof data !== 'string' });
+  }
+
+  /**
+   * Closes for something the client did (a bad frame): mid-stream, once the frame being
+   * streamed is whole, so the client reads the close code instead of a torn frame.
+   */
+  closeAfterFrame(code: number, reason: string): void {
+    if (this.#streaming) this.#closeOwed ??= { code, reason };
+    else this.close(code, reason);
   }
 
   close(code: number, reason: string): void {

@@ -221,8 +221,11 @@ export class Kernel {
     const unsent: [conn: ClientConnection, frame: Buffer][] = [];
     for (const c of m.streamed) {
       if (!c.streaming) continue; // aborted on the way
+      // Open before endStream: a close the client asked for mid-frame is answered there, after
+      // the frame went out whole.
+      const wasOpen = c.open;
       const waited = c.endStream(m.peek.header.msg_id, m.total, frame);
-      if (c.open) done.add(c);
+      if (wasOpen) done.add(c);
       else for (const f of waited) unsent.push([c, f]);
     }
     // Whoever did not get it streamed gets it now, by the ordinary route: clients that
