@@ -20,10 +20,12 @@ export class KernelChannels {
   private unconnected = new Set<string>(['shell', 'control', 'stdin']);
   private onAllConnected: (() => void) | undefined;
   /**
-   * Resolves once shell, control and stdin have each completed a TCP connection to the
+   * Resolves once shell, control and stdin have each completed the ZMTP handshake with the
    * kernel. A ROUTER drops messages for identities it has not seen connect, so an
-   * input_request sent before our stdin socket connected would be lost for good
-   * (kernel_info_reply proves only the shell connection).
+   * input_request sent before our stdin socket's identity reached the kernel would be lost
+   * for good (kernel_info_reply proves only the shell connection). The TCP `connect` event
+   * alone was not enough: under load the handshake that carries the identity could still be
+   * under way, and a test of input() lost its input_request once in CI.
    */
   readonly connected: Promise<void>;
 
@@ -37,7 +39,7 @@ export class KernelChannels {
     const dealer = (name: string, port: number, routingId?: string): zmq.Dealer => {
       const s = new zmq.Dealer({ linger: 0, ...(routingId ? { routingId } : {}) });
       // Listen before connecting, or the event can come first.
-      s.events.on('connect', () => {
+      s.events.on('handshake', () => {
         this.unconnected.delete(name);
         if (this.unconnected.size === 0) this.onAllConnected?.();
       });

@@ -67,7 +67,8 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     ws.bufferedAmount = 5000; // over the 1000-byte mark: the next part's credit is owed
     k.partFromKernel(link, { total: big.length, offset: 4000, bytes: big.subarray(4000, 8000) }, undefined, 4033);
     expect(granted).toEqual([4033]);
-    await sleep(1); // the tick's cork is released and the part's write is under way
+    // The tick's cork is released and the part's write reaches the socket.
+    await until(() => pending.length > 0, 5000);
     ws.bufferedAmount = 500;
     for (const done of pending.splice(0)) done();
     // The stream reports the write done on a later tick; the 5 ms poll timer has not fired.
