@@ -116,7 +116,9 @@ describe('meter on the C stand-in NVML', () => {
     await sleep(1200);
     const r = await m.onExecutionEnd('k', 'a');
     expect(r.message).toMatchObject({ method: 'nvml-power', quality: 'measured' });
-    expect(Math.abs(Number(r.message.energyMj) - measuredPart(r, 200_000))).toBeLessThanOrEqual(200 * 10); // trapezoid of a constant power: exact but for a few ms of event-time rounding
+    // Trapezoid of a constant power: exact but for the event times at the window's ends, which
+    // lag by a few ms on a quiet machine and by tens under CI load (14 ms seen once): 50 ms.
+    expect(Math.abs(Number(r.message.energyMj) - measuredPart(r, 200_000))).toBeLessThanOrEqual(200 * 50);
     checkReceipts([r, await m.detachKernel('k')]);
   });
 
