@@ -13,6 +13,7 @@ import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import { binaryFrameHeader, type ClientConnection } from './client.ts';
 import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
+import { StreamedMessage } from './streamed-message.ts';
 import type { SentLog } from './sent-log.ts';
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
@@ -49,17 +50,6 @@ export interface KernelPart {
   readonly bytes: Buffer;
 }
 
-/** An iopub message arriving in parts: who is getting it as it comes, and the parts so far. */
-interface Inflight {
-  readonly peek: V1Peek;
-  readonly total: number;
-  received: number;
-  /** Kept (not copied) for whoever needs the whole frame at the end: legacy clients, replay buffers, resume logs. */
-  readonly parts: Buffer[];
-  /** v1 clients that get the bytes as they arrive. */
-  readonly streamed: ClientConnection[];
-}
-
 // Session id of messages the gateway itself writes when it has not yet seen the kernel's own.
 const GATEWAY_SESSION = 'kinesis-gateway';
 const CREDIT_POLL_MS = 5;
@@ -84,7 +74,7 @@ export class Kernel {
   #owedLink: ProviderLink | undefined;
   #creditTimer: NodeJS.Timeout | undefined;
   #disposed = false;
-  #inflight: Inflight | undefined;
+  #inflight: StreamedMessage | undefined;
 
   constructor(
     readonly id: string,
@@ -192,48 +182,28 @@ export class Kernel {
       this.#abortInflight();
       if (peek.header.session) this.#kernelSession = peek.header.session;
       for (const c of this.clients) if (!c.open) this.detach(c);
-      const streamed: ClientConnection[] = [];
-      for (const c of this.clients) {
-        if (!c.canStream) continue;
-        c.beginStream(part.total, part.bytes);
-        streamed.push(c);
-      }
-      m = this.#inflight = { peek, total: part.total, received: part.bytes.length, parts: [part.bytes], streamed };
+      m = this.#inflight = new StreamedMessage(peek, part.total, part.bytes, this.clients);
     } else if (m) {
-      m.received += part.bytes.length;
-      m.parts.push(part.bytes);
-      for (const c of m.streamed) c.streamBytes(part.bytes);
+      m.add(part.bytes);
     } else {
       // The start was dropped (kernel unknown or aborted then): nothing to add to.
       link.grantCredit(this.id, frameBytes);
       return;
     }
-    if (m.received >= m.total) this.#completeInflight(m);
+    if (m.complete) this.#completeInflight(m);
     if (this.#congested() || (this.#owed > 0 && this.#owedLink === link)) this.#owe(link, frameBytes);
     else link.grantCredit(this.id, frameBytes);
   }
 
-  #completeInflight(m: Inflight): void {
+  #completeInflight(m: StreamedMessage): void {
     this.#inflight = undefined;
-    let whole: Buffer | undefined;
-    const frame = (): Buffer => (whole ??= m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.total));
-    const done = new Set<ClientConnection>();
-    const unsent: [conn: ClientConnection, frame: Buffer][] = [];
-    for (const c of m.streamed) {
-      if (!c.streaming) continue; // aborted on the way
-      // Open before endStream: a close the client asked for mid-frame is answered there, after
-      // the frame went out whole.
-      const wasOpen = c.open;
-      const waited = c.endStream(m.peek.header.msg_id, m.total, frame);
-      if (wasOpen) done.add(c);
-      else for (const f of waited) unsent.push([c, f]);
-    }
+    const { done, unsent } = m.finish();
     // Whoever did not get it streamed gets it now, by the ordinary route: clients that
     // attached meanwhile or speak the legacy framing, sessions that dropped (including a
     // streamed client that closed before the end), output nobody is connected for.
     let rest = this.#detached.size > 0 || this.clients.size === 0;
     for (const c of this.clients) if (!done.has(c)) rest = true;
-    if (rest) this.#route(frame(), m.peek, done);
+    if (rest) this.#route(m.whole(), m.peek, done);
     // What was routed to a streamed client while it was mid-frame, and never sent because it
     // closed before the frame ended, follows the frame to its session.
     for (const [c, f] of unsent) this.#rehome(c, [f]);
@@ -262,8 +232,7 @@ export class Kernel {
     if (!m) return;
     this.#inflight = undefined;
     // What was routed to them meanwhile goes to their sessions (onUnsent → #rehome).
-    for (const c of m.streamed) c.abortStream();
-    if (m.streamed.length) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
+    if (m.abort() > 0) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
   }
 
   /** Writes a `status` message on iopub, as Jupyter Server does for `restarting` and `dead`. */
