@@ -14,26 +14,48 @@ export function kernelIdBytes(kernelId: string): Buffer {
 
 export function kernelFrameFromParts(idBytes: Buffer, channel: Channel, p: WireParts, metadata: Uint8Array = p.metadata): Buffer {
   const parts: Uint8Array[] = [p.header, p.parent, metadata, p.content, ...p.buffers];
-  const k = 2 + parts.length; // channel start, channel end, then the end of each part
-  const tableLen = 8 * (k + 1);
-  let total = 17 + tableLen + channel.length;
-  for (const part of parts) total += part.byteLength;
-  const out = Buffer.allocUnsafe(total);
+  const out = Buffer.allocUnsafe(17 + v1Length(channel, parts));
   out[0] = FrameKind.Kernel;
   idBytes.copy(out, 1);
   // Offsets are relative to the v1 frame, which starts after the 17-byte tunnel header.
-  let at = tableLen;
-  out.writeBigUInt64LE(BigInt(k), 17);
-  out.writeBigUInt64LE(BigInt(at), 17 + 8);
-  out.write(channel, 17 + at, 'latin1');
-  at += channel.length;
-  out.writeBigUInt64LE(BigInt(at), 17 + 16);
-  parts.forEach((part, i) => {
-    out.set(part, 17 + at);
+  let at = 17 + writeV1Prefix(out, 17, channel, parts);
+  for (const part of parts) {
+    out.set(part, at);
     at += part.byteLength;
-    out.writeBigUInt64LE(BigInt(at), 17 + 8 * (i + 3));
-  });
+  }
   return out;
+}
+
+/** Bytes of a v1 frame's offset table and channel name, for `partCount` parts after them. */
+function v1PrefixLength(channel: Channel, partCount: number): number {
+  // count, then channel start, channel end and the end of each part
+  return 8 * (partCount + 3) + channel.length;
+}
+
+function v1Length(channel: Channel, parts: readonly Uint8Array[]): number {
+  let n = v1PrefixLength(channel, parts.length);
+  for (const part of parts) n += part.byteLength;
+  return n;
+}
+
+/**
+ * Writes a v1 frame's offset table (offsets of all `parts`, relative to `base`) and channel
+ * name at `out[base]`; returns where, relative to `base`, the first part goes.
+ */
+function writeV1Prefix(out: Buffer, base: number, channel: Channel, parts: readonly Uint8Array[]): number {
+  const k = 2 + parts.length;
+  let at = 8 * (k + 1);
+  out.writeBigUInt64LE(BigInt(k), base);
+  out.writeBigUInt64LE(BigInt(at), base + 8);
+  out.write(channel, base + at, 'latin1');
+  at += channel.length;
+  out.writeBigUInt64LE(BigInt(at), base + 16);
+  const first = at;
+  parts.forEach((part, i) => {
+    at += part.byteLength;
+    out.writeBigUInt64LE(BigInt(at), base + 8 * (i + 3));
+  });
+  return first;
 }
 
 /**
@@ -68,30 +90,18 @@ export class PartedMessage {
     if (!Number.isSafeInteger(partBytes) || partBytes < 1) throw new RangeError(`partBytes must be a positive integer, not ${partBytes}`);
     // The v1 frame's head (offset table, channel, header, parent, metadata) is small and must
     // arrive whole in the first part: the gateway routes the message by it.
-    const bodies: Uint8Array[] = [p.content, ...p.buffers];
     const heads: Uint8Array[] = [p.header, p.parent, metadata];
-    const k = 2 + heads.length + bodies.length;
-    const tableLen = 8 * (k + 1);
-    let headLen = tableLen + channel.length;
+    const bodies: Uint8Array[] = [p.content, ...p.buffers];
+    const all = [...heads, ...bodies];
+    let headLen = v1PrefixLength(channel, all.length);
     for (const h of heads) headLen += h.byteLength;
     const head = Buffer.allocUnsafe(headLen);
-    let at = tableLen;
-    head.writeBigUInt64LE(BigInt(k), 0);
-    head.writeBigUInt64LE(BigInt(at), 8);
-    head.write(channel, at, 'latin1');
-    at += channel.length;
-    head.writeBigUInt64LE(BigInt(at), 16);
-    let slot = 3;
+    let at = writeV1Prefix(head, 0, channel, all);
     for (const h of heads) {
       head.set(h, at);
       at += h.byteLength;
-      head.writeBigUInt64LE(BigInt(at), 8 * slot++);
     }
-    for (const b of bodies) {
-      at += b.byteLength;
-      head.writeBigUInt64LE(BigInt(at), 8 * slot++);
-    }
-    this.total = at;
+    this.total = v1Length(channel, all);
     this.#segments = [head, ...bodies.filter((b) => b.byteLength > 0)];
   }
 

@@ -138,29 +138,33 @@ export class ClientConnection {
    */
   endStream(msgId: string, total: number, whole: () => Buffer): Buffer[] {
     if (!this.#streaming) return [];
-    this.#streaming = false;
-    const deferred = this.#deferred;
-    this.#deferred = [];
     if (!this.open) {
       // It did not get the frame whole: neither it nor what waited enters the log, or a
       // resume would replay them from there as well as from the session's replay buffer,
       // which the kernel fills instead (kernel.ts #completeInflight).
-      this.#pongOwed = undefined;
-      this.#closeOwed = undefined;
-      return deferred.map(([f]) => f);
+      return this.#stopStreaming().map(([f]) => f);
     }
+    const pong = this.#pongOwed;
+    const owed = this.#closeOwed;
+    const deferred = this.#stopStreaming();
     if (this.sentLog) {
       if (total > this.sentLog.maxBytes) this.sentLog.clear();
       else this.sentLog.push(msgId, whole());
     }
     for (const [f, legacy, id, head] of deferred) this.send(f, legacy, id, head);
-    const pong = this.#pongOwed;
-    this.#pongOwed = undefined;
     if (pong && this.open) this.ws.pong(pong);
-    const owed = this.#closeOwed;
-    this.#closeOwed = undefined;
     if (owed) this.#close(owed.code, owed.reason);
     return [];
+  }
+
+  /** Leaves the streaming state; returns what waited behind the frame. */
+  #stopStreaming(): Deferred[] {
+    const deferred = this.#deferred;
+    this.#streaming = false;
+    this.#deferred = [];
+    this.#pongOwed = undefined;
+    this.#closeOwed = undefined;
+    return deferred;
   }
 
   /**
@@ -171,12 +175,8 @@ export class ClientConnection {
    */
   abortStream(): void {
     if (!this.#streaming) return;
-    this.#streaming = false;
-    const deferred = this.#deferred;
-    this.#deferred = [];
-    this.#pongOwed = undefined;
+    const deferred = this.#stopStreaming();
     this.#below = undefined;
-    this.#closeOwed = undefined;
     this.ws.terminate();
     if (deferred.length) this.onUnsent?.(deferred.map(([f]) => f));
   }

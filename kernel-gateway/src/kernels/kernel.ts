@@ -181,7 +181,7 @@ export class Kernel {
     if (part.offset === 0 && peek) {
       this.#abortInflight();
       if (peek.header.session) this.#kernelSession = peek.header.session;
-      for (const c of this.clients) if (!c.open) this.detach(c);
+      this.#detachClosed();
       m = this.#inflight = new StreamedMessage(peek, part.total, part.bytes, this.clients);
     } else if (m) {
       m.add(part.bytes);
@@ -221,7 +221,7 @@ export class Kernel {
     for (const f of frames) {
       let live: ClientConnection | undefined;
       for (const c of this.clients) if (c !== conn && c.open && c.sessionId === conn.sessionId) live = c;
-      if (live) live.send(f, () => this.#toLegacy(f), msgIdOf(f));
+      if (live) this.#replayTo(live, f);
       else this.#detached.get(conn.sessionId)?.push(f, peekV1(f).parentHeader);
     }
   }
@@ -394,13 +394,19 @@ export class Kernel {
     }
   }
 
+  /**
+   * A client whose socket stopped being OPEN (its close frame arrived, or its TCP connection
+   * died) is detached now rather than at ws's 'close' event, which comes only once the closing
+   * handshake ends: frames routed in between would otherwise go to a socket that can no
+   * longer take them and be lost instead of kept for the replay.
+   */
+  #detachClosed(): void {
+    for (const c of this.clients) if (!c.open) this.detach(c);
+  }
+
   /** Delivers one v1 frame. Returns true when a receiving client is congested. */
   #route(frame: Buffer, peek: V1Peek, skip?: ReadonlySet<ClientConnection>): boolean {
-    // A client whose socket stopped being OPEN (its close frame arrived, or its TCP
-    // connection died) is detached now rather than at ws's 'close' event, which comes only
-    // once the closing handshake ends: frames routed in between would otherwise go to a
-    // socket that can no longer take them and be lost instead of kept for the replay.
-    for (const c of this.clients) if (!c.open) this.detach(c);
+    this.#detachClosed();
     let legacy: string | Buffer | undefined | null = null;
     const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
     let wsHead: Buffer | undefined;
@@ -499,13 +505,5 @@ export class Kernel {
     });
     const frame = encodeV1(msg);
     conn.send(frame, () => this.#toLegacy(frame), msg.header.msg_id);
-  }
-}
-
-function msgIdOf(frame: Buffer): string | undefined {
-  try {
-    return peekV1(frame).header.msg_id;
-  } catch {
-    return undefined;
   }
 }
