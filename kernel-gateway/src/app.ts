@@ -77,6 +77,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
     initialCredit: tuning.initialCredit,
     creditBatchBytes: tuning.creditBatchBytes,
     maxFrameBytes: tuning.maxTunnelFrameBytes,
+    // A message may be as large as a frame, so the budget always takes at least one.
+    maxPartialBytes: Math.max(tuning.maxPartialBytes, tuning.maxTunnelFrameBytes),
     requestTimeoutMs: tuning.requestTimeoutMs,
     handshakeTimeoutMs: tuning.handshakeTimeoutMs,
     pingIntervalMs: tuning.providerPingIntervalMs,

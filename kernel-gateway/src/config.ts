@@ -1,6 +1,6 @@
 // Every knob of the gateway with its default. Times in ms unless the name says otherwise;
 // culling keeps Jupyter's names and units (seconds).
-import { DEFAULT_INITIAL_CREDIT, DEFAULT_MAX_TUNNEL_FRAME } from '@kinesis/protocol/tunnel';
+import { DEFAULT_INITIAL_CREDIT, DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_TUNNEL_FRAME } from '@kinesis/protocol/tunnel';
 
 export interface Tuning {
   /** Credit each kernel starts with on a tunnel (docs/protocols.md "Flow control"). */
@@ -8,6 +8,11 @@ export interface Tuning {
   /** Bytes owed to a kernel before a CREDIT frame goes back (at most half of `initialCredit`). */
   readonly creditBatchBytes: number;
   readonly maxTunnelFrameBytes: number;
+  /**
+   * Most bytes (by their totals) of messages in parts a tunnel may have unfinished at once;
+   * named to providers in `welcome`, 1009 above it. Never less than `maxTunnelFrameBytes`.
+   */
+  readonly maxPartialBytes: number;
   /** Largest client WebSocket message; above it the socket closes with 1009. */
   readonly maxClientFrameBytes: number;
   readonly maxBodyBytes: number;
@@ -35,6 +40,7 @@ export const DEFAULT_TUNING: Tuning = {
   initialCredit: DEFAULT_INITIAL_CREDIT,
   creditBatchBytes: 1024 * 1024,
   maxTunnelFrameBytes: DEFAULT_MAX_TUNNEL_FRAME,
+  maxPartialBytes: DEFAULT_MAX_PARTIAL_BYTES,
   maxClientFrameBytes: 64 * 1024 * 1024,
   maxBodyBytes: 16 * 1024 * 1024,
   providerPingIntervalMs: 5_000,

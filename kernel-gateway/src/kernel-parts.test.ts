@@ -92,6 +92,12 @@ describe('welcome', () => {
     const p = await peer(gw);
     expect(p.welcomed).toBe(true);
     expect(p.features).toEqual(['kernel-parts']);
+    expect(p.maxPartialBytes).toBe(256 * 1024 * 1024);
+  });
+
+  it('never names a budget for parts below the largest tunnel frame', async () => {
+    const gw = await gateway({ tuning: { maxTunnelFrameBytes: 8 * 1024 * 1024, maxPartialBytes: 2 * 1024 * 1024 } });
+    expect((await peer(gw)).maxPartialBytes).toBe(8 * 1024 * 1024);
   });
 });
 
@@ -596,6 +602,51 @@ describe('part rules (the tunnel closes with 1007)', () => {
     const f = output(2 * 1024 * 1024);
     p.sendRaw(kernelPartFrame(kernelId, f.length, 0, f.subarray(0, PART)));
     expect(await closed).toBe(1009);
+  });
+
+  it('messages in parts begun past the budget named in welcome close the tunnel with 1009; other tunnels carry on', async () => {
+    const MiB = 1024 * 1024;
+    const gw = await gateway({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+    const bystander = await peer(gw);
+    const [k1, k2] = [crypto.randomUUID(), crypto.randomUUID()];
+    const p = await peer(gw, { kernels: [k1, k2].map((kernelId) => ({ kernelId, specName: 'python3', status: 'idle' as const })) });
+    expect(p.maxPartialBytes).toBe(MiB);
+    const closed = new Promise<number>((r) => p.ws.once('close', (code) => r(code)));
+    const f = output(600 * 1024);
+    p.sendRaw(kernelPartFrame(k1, f.length, 0, f.subarray(0, PART)));
+    await settled(p, k1);
+    expect(p.closeCode).toBeUndefined();
+    // 600 KiB + 600 KiB unfinished at once is over 1 MiB.
+    p.sendRaw(kernelPartFrame(k2, f.length, 0, f.subarray(0, PART)));
+    expect(await closed).toBe(1009);
+    expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it.each(['dies', 'is deleted'])('a kernel that %s mid-message gives its share of the budget back; the rest of its parts are dropped', async (how) => {
+    const MiB = 1024 * 1024;
+    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+    const other: string = body.id;
+    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const c = await connect(gw, other);
+    const cut = partsOf(kernelId, output(700 * 1024));
+    p.sendRaw(cut[0]!);
+    await settled(p, kernelId);
+    if (how === 'dies') p.kernelStatus(kernelId, 'dead', 'killed');
+    else expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
+    await until(async () => {
+      const r = await gw.api(`/api/kernels/${kernelId}`);
+      return r.status === 404 || r.body.execution_state === 'dead';
+    });
+    // 700 KiB more would be over 1 MiB if the cut-off message still counted.
+    const m = bigOutput(p, other, 700 * 1024);
+    p.sendParts(other, m.frame, PART);
+    // What the provider still had on the wire for the first kernel.
+    for (const part of cut.slice(1, 5)) p.sendRaw(part);
+    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    await settled(p, kernelId);
+    await settled(p, other);
+    expect(p.closeCode).toBeUndefined();
   });
 
   it('an undecodable first part is dropped with its message, credited, and the tunnel stays open', async () => {

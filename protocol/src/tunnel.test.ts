@@ -261,4 +261,13 @@ describe('welcome features', () => {
     expect(validateControl({ ...welcome, features: Array.from({ length: 64 }, () => 'kernel-parts') })).toMatchObject({ type: 'welcome' });
     expect(() => validateControl({ ...welcome, features: Array.from({ length: 65 }, () => 'x') })).toThrow(code1007);
   });
+
+  it('takes maxPartialBytes as an integer from 1 MiB to 1 TiB, and has no such key when absent', () => {
+    expect(Object.keys(validateControl(welcome))).not.toContain('maxPartialBytes');
+    expect(validateControl({ ...welcome, maxPartialBytes: 256 << 20 })).toEqual({ ...welcome, maxPartialBytes: 256 << 20 });
+    expect(validateControl({ ...welcome, maxPartialBytes: 1 << 20 })).toEqual({ ...welcome, maxPartialBytes: 1 << 20 });
+    for (const bad of [(1 << 20) - 1, 0, -1, 1.5, 2 ** 40 + 1, '268435456', null, Number.NaN, Infinity]) {
+      expect(() => validateControl({ ...welcome, maxPartialBytes: bad }), String(bad)).toThrow(code1007);
+    }
+  });
 });

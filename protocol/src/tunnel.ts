@@ -8,6 +8,13 @@ export const TUNNEL_PATH = '/api/tunnel';
 export const DEFAULT_MAX_TUNNEL_FRAME = 64 * 1024 * 1024;
 export const MAX_CONTROL_BYTES = 1024 * 1024;
 export const DEFAULT_INITIAL_CREDIT = 8 * 1024 * 1024;
+/**
+ * Most bytes of messages in parts a tunnel may have unfinished at once, counted by their
+ * totals (docs/protocols.md, "Large output in parts"): the gateway holds the parts of every
+ * unfinished message, so without it a provider could make it hold 64 MiB per kernel.
+ * A gateway names its own in `welcome`; never less than its largest frame.
+ */
+export const DEFAULT_MAX_PARTIAL_BYTES = 256 * 1024 * 1024;
 
 export const FrameKind = { Control: 0x01, Kernel: 0x02, Credit: 0x03, KernelPart: 0x04 } as const;
 
@@ -81,7 +88,14 @@ export interface Hello extends Offer {
   readonly kernels: readonly RunningKernelAd[];
 }
 export interface Advertise extends Offer { readonly type: 'advertise' }
-export interface Welcome { readonly type: 'welcome'; readonly providerId: string; readonly initialCredit: number; readonly features?: readonly TunnelFeature[] }
+export interface Welcome {
+  readonly type: 'welcome';
+  readonly providerId: string;
+  readonly initialCredit: number;
+  readonly features?: readonly TunnelFeature[];
+  /** With `kernel-parts`: the most bytes (by their totals) of messages in parts unfinished at once; DEFAULT_MAX_PARTIAL_BYTES when absent. */
+  readonly maxPartialBytes?: number;
+}
 export interface StartKernel { readonly type: 'start_kernel'; readonly id: number; readonly kernelId: string; readonly specName: string; readonly env: Readonly<Record<string, string>> }
 export interface InterruptKernel { readonly type: 'interrupt_kernel'; readonly id: number; readonly kernelId: string }
 export interface RestartKernel { readonly type: 'restart_kernel'; readonly id: number; readonly kernelId: string }
@@ -314,6 +328,7 @@ export function validateControl(v: unknown): ControlMessage {
         initialCredit: int(m['initialCredit'], 'initialCredit', 1024, 0xffffffff),
         // Unknown feature names are ignored (a newer gateway may offer more), never an error.
         ...(m['features'] === undefined ? {} : { features: arr(m['features'], 'features', 64).filter((f): f is TunnelFeature => (TUNNEL_FEATURES as readonly unknown[]).includes(f)) }),
+        ...(m['maxPartialBytes'] === undefined ? {} : { maxPartialBytes: int(m['maxPartialBytes'], 'maxPartialBytes', 1024 * 1024, 2 ** 40) }),
       };
     case 'start_kernel':
       return { type, id: reqId(m['id']), kernelId: kernelId(m['kernelId']), specName: str(m['specName'], 'specName', { re: NAME_RE }), env: filterKernelEnv(m['env']) };

@@ -427,6 +427,75 @@ describe('outbox: messages in parts', () => {
     expect(out.credit('k')).toBe((1 << 30) - f.length);
   });
 
+  it("keeps the totals of messages begun within the gateway's budget; a message over the whole budget goes whole", () => {
+    /** The largest sum of totals of messages begun and not finished at any point of `frames`. */
+    const peakOpen = (frames: readonly Buffer[]): number => {
+      const open = new Map<string, number>();
+      let sum = 0;
+      let peak = 0;
+      for (const b of frames) {
+        if (!isPart(b)) continue;
+        const kernel = bytesToUuid(b.subarray(1, 17));
+        const total = Number(b.readBigUInt64LE(17));
+        const end = Number(b.readBigUInt64LE(25)) + b.length - KERNEL_PART_HEADER_BYTES;
+        if (!open.has(kernel) && end < total) {
+          open.set(kernel, total);
+          sum += total;
+        } else if (open.has(kernel) && end === total) {
+          open.delete(kernel);
+          sum -= total;
+        }
+        peak = Math.max(peak, sum);
+      }
+      return peak;
+    };
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    const ids = ['a', 'b', 'c', 'big'].map((name) => ({ name, kernel: randomUUID() }));
+    for (const { name } of ids) out.addKernel(name);
+    out.attach(sock, 1 << 30, { maxPartialBytes: 25_000 });
+    const msgs = ids.map(({ name, kernel }) => ({ name, kernel, ...parted({ kernel, tag: name, total: name === 'big' ? 30_000 : 10_000 }) }));
+    for (const { name, m } of msgs) out.enqueue(name, { frame: m, droppable: false });
+    sock.drain();
+    expect(peakOpen(sock.sent)).toBe(20_000); // a and b at once; c waited for one of them
+    const firstOf = (kernel: string): number => sock.sent.findIndex((b) => bytesToUuid(b.subarray(1, 17)) === kernel);
+    const lastPartOf = (kernel: string): number => sock.sent.findLastIndex((b) => bytesToUuid(b.subarray(1, 17)) === kernel);
+    const [a, b, c, big] = msgs as [(typeof msgs)[0], (typeof msgs)[0], (typeof msgs)[0], (typeof msgs)[0]];
+    expect(firstOf(c.kernel)).toBeGreaterThan(Math.min(lastPartOf(a.kernel), lastPartOf(b.kernel)));
+    // 30,000 bytes can never fit a 25,000-byte budget: it goes as one KERNEL frame instead.
+    const whole = sock.sent.filter((f) => bytesToUuid(f.subarray(1, 17)) === big.kernel);
+    expect(whole).toHaveLength(1);
+    expect(whole[0]![0]).toBe(FrameKind.Kernel);
+    expect(whole[0]!.subarray(17).equals(big.expected)).toBe(true);
+    const got = reassemble(sock.sent);
+    expect(got.map((g) => g.kernel).sort()).toEqual([a.kernel, b.kernel, c.kernel].sort());
+    for (const g of got) expect(g.v1.equals(msgs.find((x) => x.kernel === g.kernel)!.expected)).toBe(true);
+    for (const { name } of ids) expect(out.queued(name)).toBe(0);
+  });
+
+  it('a kernel removed mid-message gives its share of the budget back', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    out.addKernel('gone');
+    out.addKernel('next');
+    out.attach(sock, 1 << 30, { maxPartialBytes: 15_000 });
+    const gone = parted({ tag: 'gone', total: 10_000 });
+    const next = parted({ tag: 'next', total: 10_000 });
+    out.enqueue('gone', { frame: gone.m, droppable: false });
+    sock.drain(3);
+    out.enqueue('next', { frame: next.m, droppable: false });
+    sock.drain(3);
+    // 'next' cannot begin while 'gone' holds 10,000 of the 15,000.
+    expect(next.m.started).toBe(false);
+    expect(gone.m.started && !gone.m.done).toBe(true);
+    const before = sock.sent.length;
+    out.removeKernel('gone');
+    sock.drain();
+    expect(sock.sent.length).toBeGreaterThan(before);
+    expect(next.m.done).toBe(true);
+    expect(reassemble(sock.sent.slice(before)).map((g) => g.v1.equals(next.expected))).toEqual([true]);
+  });
+
   it('seeded: parts and frames of four kernels, with drops of the tunnel, arrive whole, in order, once', () => {
     for (const seed of [11, 12, 13, 14, 15, 16]) {
       const rand = prng(seed);

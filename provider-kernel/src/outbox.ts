@@ -13,6 +13,10 @@
 //   per turn, so a 10 MB output holds other kernels up by one part, not 10 MB; once its
 //   first part is out it can no longer be dropped (the gateway is already forwarding it).
 //   If the tunnel drops mid-message, it starts over from its first part on the next one.
+//   The totals of messages begun and not yet finished stay within the gateway's budget
+//   (`maxPartialBytes` in welcome): a kernel whose next message would go over it waits its
+//   turn until others finish; a message larger than the whole budget goes whole.
+import { DEFAULT_MAX_PARTIAL_BYTES } from '@kinesis/protocol/tunnel';
 import type { PartedMessage } from './kernel-frame.ts';
 
 export interface OutboxSocket {
@@ -66,6 +70,9 @@ export class Outbox {
   private initialCredit = 0;
   private pumping = false;
   private partsAccepted = true;
+  private maxPartial = DEFAULT_MAX_PARTIAL_BYTES;
+  /** Sum of the totals of messages in parts begun and not finished on this connection. */
+  private unfinished = 0;
   private readonly hwm: number;
   private readonly maxQueued: number;
 
@@ -78,10 +85,12 @@ export class Outbox {
    * After the handshake: every kernel starts over with `initialCredit` on this connection.
    * `parts`: the gateway takes KERNEL PART frames; if not, messages queued in parts go whole.
    */
-  attach(sock: OutboxSocket, initialCredit: number, opts: { readonly parts?: boolean } = {}): void {
+  attach(sock: OutboxSocket, initialCredit: number, opts: { readonly parts?: boolean; readonly maxPartialBytes?: number } = {}): void {
     this.sock = sock;
     this.initialCredit = initialCredit;
     this.partsAccepted = opts.parts ?? true;
+    this.maxPartial = opts.maxPartialBytes ?? DEFAULT_MAX_PARTIAL_BYTES;
+    this.unfinished = 0; // every message begun on the last connection starts over
     for (const l of this.lanes.values()) {
       l.credit = initialCredit;
       this.restartParts(l);
@@ -91,6 +100,7 @@ export class Outbox {
 
   detach(): void {
     this.sock = undefined;
+    this.unfinished = 0;
     // Offline, a message cut off mid-parts is an ordinary queued message again: sheddable.
     for (const l of this.lanes.values()) this.restartParts(l);
   }
@@ -109,6 +119,8 @@ export class Outbox {
   removeKernel(id: string): void {
     const lane = this.lanes.get(id);
     if (!lane) return;
+    const head = lane.queue[lane.head];
+    if (head !== undefined && head !== 'notice' && !Buffer.isBuffer(head.frame) && head.frame.started) this.unfinished -= head.frame.total;
     this.lanes.delete(id);
     this.ring = this.ring.filter((l) => l !== lane);
     if (this.next >= this.ring.length) this.next = 0;
@@ -214,12 +226,20 @@ export class Outbox {
     const n = this.ring.length;
     for (let i = 0; i < n; i++) {
       const lane = this.ring[(this.next + i) % n] as Lane;
-      if (lane.head < lane.queue.length && lane.credit > 0) {
+      if (lane.head < lane.queue.length && lane.credit > 0 && !this.overBudget(lane)) {
         this.next = (this.next + i + 1) % n;
         return lane;
       }
     }
     return undefined;
+  }
+
+  /** The lane's next message would begin in parts past the gateway's budget: it waits. */
+  private overBudget(lane: Lane): boolean {
+    const item = lane.queue[lane.head];
+    if (item === undefined || item === 'notice' || Buffer.isBuffer(item.frame) || item.frame.started || !this.partsAccepted) return false;
+    const total = item.frame.total;
+    return total <= this.maxPartial && this.unfinished + total > this.maxPartial;
   }
 
   private take(lane: Lane): Buffer | Buffer[] | undefined {
@@ -228,13 +248,16 @@ export class Outbox {
       // A message in parts stays at the head of its lane until its last part is out.
       const m = item.frame;
       const before = m.remainingWireBytes;
-      if (!this.partsAccepted && !m.started) {
+      if (!m.started && (!this.partsAccepted || m.total > this.maxPartial)) {
         lane.queuedBytes -= before;
         this.advance(lane);
         return m.whole();
       }
+      const began = m.started;
       const part = m.next();
       lane.queuedBytes -= m.done ? before : before - m.remainingWireBytes;
+      if (!began && !m.done) this.unfinished += m.total;
+      else if (began && m.done) this.unfinished -= m.total;
       if (m.done) this.advance(lane);
       return part;
     }

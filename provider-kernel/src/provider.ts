@@ -122,7 +122,7 @@ export class Provider {
           this.tunnelTcp = tcp;
           this.partsAccepted = w.features?.includes('kernel-parts') ?? false;
           this.batcher.reset();
-          this.outbox.attach(wsSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted });
+          this.outbox.attach(wsSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
           for (const e of this.kernels.values()) {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
             e.deadUnsent = false;

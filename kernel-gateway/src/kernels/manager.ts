@@ -348,6 +348,9 @@ export class KernelManager implements ProviderEvents {
     if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) return;
     switch (ev.status) {
       case 'dead':
+        // A message in parts it was sending will not be finished for it (the rest, if any
+        // is still on the wire, is dropped); it must not hold the tunnel's budget for parts.
+        link.abandonParts(ev.kernelId);
         k.die(ev.reason ?? 'the kernel process exited');
         return;
       case 'restarting':

@@ -8,6 +8,7 @@ import type { WebSocket } from 'ws';
 import { corkForTick } from '@kinesis/protocol/node/cork';
 import {
   decodeFrame,
+  DEFAULT_MAX_PARTIAL_BYTES,
   encodeControl,
   encodeCredit,
   encodeKernelFrame,
@@ -43,6 +44,8 @@ export interface LinkHandlers {
 
 export interface LinkOptions {
   readonly maxFrameBytes: number;
+  /** Most bytes (by their totals) of messages in parts unfinished at once; 1009 above it. */
+  readonly maxPartialBytes?: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
   /** The TCP socket under `ws`, corked per event-loop turn. */
@@ -75,6 +78,14 @@ export class ProviderLink {
   readonly #creditBatch: number;
   /** Per kernel, the message in parts being received: its total and the offset of the next part. */
   readonly #partial = new Map<string, { total: number; next: number }>();
+  /** Sum of the totals in #partial, held against maxPartialBytes. */
+  #partialBytes = 0;
+  /**
+   * Kernels whose message in parts the gateway gave up on (the kernel died or was deleted):
+   * the rest of it may still be on the wire, and is dropped without the order check. Bounded:
+   * the oldest are forgotten first.
+   */
+  readonly #abandoned = new Set<string>();
   #closed = false;
 
   constructor(
@@ -159,6 +170,21 @@ export class ProviderLink {
    */
   forgetCredit(kernelId: string): void {
     this.#credit.delete(kernelId);
+    this.abandonParts(kernelId);
+  }
+
+  /**
+   * Gives up on a kernel's message in parts, if one is arriving (the kernel died or was
+   * deleted): it no longer counts against the tunnel's limits, and parts of it still on the
+   * wire are credited and dropped. The kernel's next message starts at offset 0 as usual.
+   */
+  abandonParts(kernelId: string): void {
+    const p = this.#partial.get(kernelId);
+    if (!p) return;
+    this.#partial.delete(kernelId);
+    this.#partialBytes -= p.total;
+    this.#abandoned.add(kernelId);
+    if (this.#abandoned.size > MAX_ABANDONED) this.#abandoned.delete(this.#abandoned.values().next().value as string);
   }
 
   /** Called by the registry's liveness timer. Returns false when the link is overdue and was dropped. */
@@ -231,6 +257,11 @@ export class ProviderLink {
     const p = this.#partial.get(kernelId);
     if (part.offset === 0) {
       if (p) throw new ProtocolError(1007, 'a kernel message in parts started before the previous one ended');
+      this.#abandoned.delete(kernelId);
+    } else if (!p && this.#abandoned.has(kernelId)) {
+      // The rest of a message given up on (abandonParts): the handler credits and drops it.
+      this.handlers.onKernelPart(this, kernelId, part, frameBytes);
+      return;
     } else if (!p || p.total !== part.total || p.next !== part.offset) {
       throw new ProtocolError(1007, 'a kernel part does not continue its message');
     }
@@ -238,10 +269,21 @@ export class ProviderLink {
     // Every part but the last carries at least MIN_PART_BYTES (providers send 64 KiB and up),
     // so a message cannot be split into millions of tiny parts the gateway must keep.
     if (next < part.total && part.bytes.length < MIN_PART_BYTES) throw new ProtocolError(1007, `a kernel part other than the last must carry at least ${MIN_PART_BYTES} bytes`);
-    if (!p && next < part.total && this.#partial.size >= MAX_PARTIAL_MESSAGES) throw new ProtocolError(1009, `more than ${MAX_PARTIAL_MESSAGES} kernel messages in parts at once`);
-    if (next >= part.total) this.#partial.delete(kernelId);
-    else if (p) p.next = next;
-    else this.#partial.set(kernelId, { total: part.total, next });
+    if (!p && next < part.total) {
+      if (this.#partial.size >= MAX_PARTIAL_MESSAGES) throw new ProtocolError(1009, `more than ${MAX_PARTIAL_MESSAGES} kernel messages in parts at once`);
+      const budget = this.opts.maxPartialBytes ?? DEFAULT_MAX_PARTIAL_BYTES;
+      if (this.#partialBytes + part.total > budget) throw new ProtocolError(1009, `kernel messages in parts unfinished at once exceed ${budget} bytes`);
+    }
+    if (next >= part.total) {
+      if (p) {
+        this.#partial.delete(kernelId);
+        this.#partialBytes -= p.total;
+      }
+    } else if (p) p.next = next;
+    else {
+      this.#partial.set(kernelId, { total: part.total, next });
+      this.#partialBytes += part.total;
+    }
     this.handlers.onKernelPart(this, kernelId, part, frameBytes);
   }
 
@@ -289,6 +331,8 @@ export class ProviderLink {
     this.#pending.clear();
     this.#credit.clear();
     this.#partial.clear();
+    this.#partialBytes = 0;
+    this.#abandoned.clear();
     this.handlers.onClose(this, code, reason);
   }
 }
@@ -298,5 +342,7 @@ const EMPTY = new Uint8Array(0);
 const MIN_PART_BYTES = 16 * 1024;
 /** Messages in parts unfinished at once on one tunnel: one per kernel, and a provider announces at most 4096 kernels. */
 const MAX_PARTIAL_MESSAGES = 4096;
+/** Kernels remembered by abandonParts. */
+const MAX_ABANDONED = 1024;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

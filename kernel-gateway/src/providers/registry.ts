@@ -24,6 +24,8 @@ export interface ProviderRegistryOptions {
   /** Owed bytes per CREDIT frame (capped at half the initial credit). */
   readonly creditBatchBytes?: number;
   readonly maxFrameBytes: number;
+  /** Most bytes of messages in parts unfinished at once on one tunnel (named in `welcome`). */
+  readonly maxPartialBytes: number;
   readonly requestTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly pingIntervalMs: number;
@@ -85,6 +87,7 @@ export class ProviderRegistry {
       },
       {
         maxFrameBytes: this.opts.maxFrameBytes,
+        maxPartialBytes: this.opts.maxPartialBytes,
         creditBatchBytes: Math.min(this.opts.creditBatchBytes ?? 1, Math.floor(this.opts.initialCredit / 2)),
         requestTimeoutMs: this.opts.requestTimeoutMs,
         logger: this.opts.logger,
@@ -97,7 +100,7 @@ export class ProviderRegistry {
       this.opts.logger.info('provider connected again; replacing its older connection', { provider: link.id });
       old.close(CLOSE_REPLACED, 'replaced by a newer connection');
     }
-    ws.send(encodeControl({ type: 'welcome', providerId: link.id, initialCredit: this.opts.initialCredit, features: [...TUNNEL_FEATURES] }), { binary: true });
+    ws.send(encodeControl({ type: 'welcome', providerId: link.id, initialCredit: this.opts.initialCredit, features: [...TUNNEL_FEATURES], maxPartialBytes: this.opts.maxPartialBytes }), { binary: true });
     this.opts.logger.info('provider connected', { provider: link.id, name: link.name, hardware: link.hardwareClass.label, kernels: hello.kernels.length });
     link.ping(Date.now(), this.opts.pingTimeoutMs); // first latency sample right away
     events.onAttach(link, hello);

@@ -93,6 +93,8 @@ export class ProviderPeer {
   welcomed = false;
   /** The features the gateway named in its welcome; undefined when it named none. */
   features: readonly string[] | undefined;
+  /** The budget for messages in parts the gateway named in its welcome. */
+  maxPartialBytes: number | undefined;
   /**
    * While false, client messages and kernel requests are recorded but not answered, as by a
    * kernel busy producing output; `answer()` turns answering back on and answers what waited.
@@ -167,6 +169,7 @@ export class ProviderPeer {
       case 'welcome':
         this.welcomed = true;
         this.features = m.features;
+        this.maxPartialBytes = m.maxPartialBytes;
         welcomed();
         return;
       case 'start_kernel':
