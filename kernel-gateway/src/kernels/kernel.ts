@@ -12,6 +12,7 @@ import { isRecord } from '@kinesis/protocol/validate';
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
 import { binaryFrameHeader, type ClientConnection } from './client.ts';
+import { CreditGate } from './credit-gate.ts';
 import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
 import { StreamedMessage } from './streamed-message.ts';
 import type { SentLog } from './sent-log.ts';
@@ -52,7 +53,6 @@ export interface KernelPart {
 
 // Session id of messages the gateway itself writes when it has not yet seen the kernel's own.
 const GATEWAY_SESSION = 'kinesis-gateway';
-const CREDIT_POLL_MS = 5;
 
 export class Kernel {
   state: KernelState;
@@ -70,9 +70,7 @@ export class Kernel {
   #pendingBytes = 0;
   readonly #detached = new Map<string, ReplayBuffer>();
   #orphan: ReplayBuffer;
-  #owed = 0;
-  #owedLink: ProviderLink | undefined;
-  #creditTimer: NodeJS.Timeout | undefined;
+  readonly #credit: CreditGate;
   #disposed = false;
   #inflight: StreamedMessage | undefined;
 
@@ -88,6 +86,7 @@ export class Kernel {
   ) {
     this.state = state;
     this.#orphan = new ReplayBuffer(opts.bufferBytes);
+    this.#credit = new CreditGate(id, this.clients, opts);
   }
 
   model(): KernelModel {
@@ -153,12 +152,7 @@ export class Kernel {
     this.lastActivity = Date.now();
     if (peek.header.session) this.#kernelSession = peek.header.session;
     if (peek.channel === 'iopub' && peek.header.msg_type === 'status') this.#trackStatus(payload);
-    const congested = this.#route(payload, peek);
-    if (congested || (this.#owed > 0 && this.#owedLink === link)) {
-      this.#owe(link, frameBytes);
-    } else {
-      link.grantCredit(this.id, frameBytes);
-    }
+    this.#credit.settle(link, frameBytes, this.#route(payload, peek));
   }
 
   /**
@@ -191,8 +185,7 @@ export class Kernel {
       return;
     }
     if (m.complete) this.#completeInflight(m);
-    if (this.#congested() || (this.#owed > 0 && this.#owedLink === link)) this.#owe(link, frameBytes);
-    else link.grantCredit(this.id, frameBytes);
+    this.#credit.settle(link, frameBytes, this.#credit.congested());
   }
 
   #completeInflight(m: StreamedMessage): void {
@@ -350,8 +343,7 @@ export class Kernel {
     this.#abortInflight();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    if (this.#creditTimer) clearTimeout(this.#creditTimer);
-    this.#creditTimer = undefined;
+    this.#credit.dispose();
     this.#pending = [];
     this.#detached.clear();
     this.#orphan.drain();
@@ -365,9 +357,7 @@ export class Kernel {
     if (link !== this.link) {
       // The rest of a message in parts was to come over the old tunnel.
       this.#abortInflight();
-      // Credit is per connection: a new tunnel starts from its own initial credit.
-      this.#owed = 0;
-      this.#owedLink = undefined;
+      this.#credit.reset();
     }
     this.link = link;
   }
@@ -437,56 +427,7 @@ export class Kernel {
         else this.#orphan.push(frame, parent);
       }
     }
-    return this.#congested();
-  }
-
-  #congested(): boolean {
-    let congested = false;
-    for (const c of this.clients) {
-      const n = c.bufferedAmount;
-      if (n > this.opts.clientMaxBufferedBytes) {
-        this.opts.logger.warn('client is not reading its kernel output; dropping it', { kernel: this.id, buffered: n });
-        c.ws.terminate();
-      } else if (n > this.opts.clientHighWaterBytes) {
-        congested = true;
-      }
-    }
-    return congested;
-  }
-
-  #owe(link: ProviderLink, bytes: number): void {
-    if (this.#owedLink !== link) {
-      this.#owed = 0;
-      this.#owedLink = link;
-    }
-    this.#owed += bytes;
-    if (this.#creditTimer) return;
-    this.#creditTimer = setTimeout(this.#pollCredit, CREDIT_POLL_MS);
-    this.#watchCongested();
-  }
-
-  /** Grants what is owed once no client is congested; until then, checks again later. */
-  readonly #pollCredit = (): void => {
-    if (this.#creditTimer) clearTimeout(this.#creditTimer);
-    this.#creditTimer = undefined;
-    if (this.#disposed || !this.#owedLink || this.#owedLink.closed || this.#owed === 0) return;
-    if (this.#congested()) {
-      this.#watchCongested();
-      this.#creditTimer = setTimeout(this.#pollCredit, CREDIT_POLL_MS);
-      return;
-    }
-    this.#owedLink.grantCredit(this.id, this.#owed);
-    this.#owed = 0;
-  };
-
-  /**
-   * Checks again as soon as a congested client's completed writes bring it under the
-   * high-water mark, besides every CREDIT_POLL_MS: a timer alone left the provider idle for
-   * up to a poll interval each time, which cost ~20 ms on a 10 MB output in parts here.
-   */
-  #watchCongested(): void {
-    const mark = this.opts.clientHighWaterBytes;
-    for (const c of this.clients) if (c.bufferedAmount > mark) c.whenBufferedAtMost(mark, this.#pollCredit);
+    return this.#credit.congested();
   }
 
   #sendDropMarker(conn: ClientConnection, dropped: DropReport, limit: number): void {
