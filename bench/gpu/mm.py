@@ -2,6 +2,7 @@ import sys, time, torch
 dur, duty = float(sys.argv[1]), float(sys.argv[2])
 a = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16)
 torch.cuda.synchronize()
+if '--wait-ready' in sys.argv: print('ready', flush=True)
 t0 = time.time(); end = t0 + dur; n = 0
 while time.time() < end:
     s = time.time()

@@ -12,7 +12,7 @@ xz -T2 -6 -c "$(readlink -f "$(command -v node)")" > .gpu/node.xz
 cp node_modules/koffi/{index.js,indirect.js,package.json} .gpu/probe/node_modules/koffi/
 cp -r node_modules/koffi/build/koffi/linux_x64 .gpu/probe/node_modules/koffi/build/koffi/
 banner="import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"
-for f in provider-kernel/src/meter/nvml-probe.ts provider-kernel/src/meter/sampler-worker.ts bench/gpu/hw.ts; do
+for f in provider-kernel/src/meter/nvml-probe.ts provider-kernel/src/meter/sampler-worker.ts bench/gpu/hw.ts bench/gpu/shared-probe.ts; do
   npx esbuild "$f" --bundle --platform=node --format=esm --external:koffi --log-level=warning \
     --outfile=".gpu/probe/$(basename "$f" .ts).mjs" --banner:js="$banner"
 done
