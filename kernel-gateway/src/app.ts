@@ -77,8 +77,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     initialCredit: tuning.initialCredit,
     creditBatchBytes: tuning.creditBatchBytes,
     maxFrameBytes: tuning.maxTunnelFrameBytes,
-    // A message may be as large as a frame, so the budget always takes at least one.
-    maxPartialBytes: Math.max(tuning.maxPartialBytes, tuning.maxTunnelFrameBytes),
+    // A message may be as large as a frame, so the budget always takes at least one; and it
+    // stays within what a provider accepts in welcome (1 MiB to 1 TiB).
+    maxPartialBytes: Math.min(2 ** 40, Math.max(tuning.maxPartialBytes, tuning.maxTunnelFrameBytes, 1024 * 1024)),
     requestTimeoutMs: tuning.requestTimeoutMs,
     handshakeTimeoutMs: tuning.handshakeTimeoutMs,
     pingIntervalMs: tuning.providerPingIntervalMs,

@@ -622,6 +622,25 @@ describe('part rules (the tunnel closes with 1007)', () => {
     expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
   });
 
+  it('messages in parts whose totals add up to exactly the budget are taken', async () => {
+    const MiB = 1024 * 1024;
+    const gw = await gateway({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+    const [k1, k2] = [crypto.randomUUID(), crypto.randomUUID()];
+    const p = await peer(gw, { kernels: [k1, k2].map((kernelId) => ({ kernelId, specName: 'python3', status: 'idle' as const })) });
+    await until(async () => (await gw.api(`/api/kernels/${k2}`)).status === 200);
+    const c2 = await connect(gw, k2);
+    const a = output(400 * 1024);
+    const overhead = output(0).length; // a stream message's frame without its text
+    const bExact = output(MiB - a.length - overhead);
+    expect(a.length + bExact.length).toBe(MiB);
+    p.sendRaw(kernelPartFrame(k1, a.length, 0, a.subarray(0, PART)));
+    const bParts = partsOf(k2, bExact);
+    for (const f of bParts) p.sendRaw(f);
+    await c2.waitFor((m) => m.header.msg_type === 'stream', WAIT);
+    await settled(p, k2);
+    expect(p.closeCode).toBeUndefined();
+  });
+
   it.each(['dies', 'is deleted'])('a kernel that %s mid-message gives its share of the budget back; the rest of its parts are dropped', async (how) => {
     const MiB = 1024 * 1024;
     const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
@@ -641,11 +660,54 @@ describe('part rules (the tunnel closes with 1007)', () => {
     // 700 KiB more would be over 1 MiB if the cut-off message still counted.
     const m = bigOutput(p, other, 700 * 1024);
     p.sendParts(other, m.frame, PART);
-    // What the provider still had on the wire for the first kernel.
-    for (const part of cut.slice(1, 5)) p.sendRaw(part);
+    // What the provider still had on the wire for the first kernel, out of order even: it is
+    // credited and dropped without the order check, and reaches no one.
+    for (const part of [cut[1]!, cut[3]!, cut[2]!]) p.sendRaw(part);
     expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
     await settled(p, kernelId);
     await settled(p, other);
+    expect(p.closeCode).toBeUndefined();
+  });
+
+  it('a message the provider begins for a kernel already deleted does not hold the budget when it never ends', async () => {
+    const MiB = 1024 * 1024;
+    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+    const other: string = body.id;
+    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const c = await connect(gw, other);
+    expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
+    // Begun while the provider was shutting the kernel down, and cut off when it forgot it.
+    for (const part of partsOf(kernelId, output(700 * 1024)).slice(0, 2)) p.sendRaw(part);
+    await settled(p, kernelId);
+    const m = bigOutput(p, other, 700 * 1024);
+    p.sendParts(other, m.frame, PART);
+    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    expect(p.closeCode).toBeUndefined();
+  });
+
+  it('a dead kernel takes no message in parts: begun, declared dead again and sent to the end, it holds nothing and reaches no one', async () => {
+    const MiB = 1024 * 1024;
+    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+    const other: string = body.id;
+    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const onDead = await connect(gw, kernelId, { v1: false });
+    const c = await connect(gw, other);
+    p.kernelStatus(kernelId, 'dead', 'killed');
+    await onDead.waitFor(isStatus('dead'));
+    const dead = bigOutput(p, kernelId, 700 * 1024);
+    const parts = partsOf(kernelId, dead.frame);
+    p.sendRaw(parts[0]!);
+    p.kernelStatus(kernelId, 'dead', 'again');
+    for (const part of parts.slice(1)) p.sendRaw(part);
+    await settled(p, kernelId);
+    // Were the dead kernel's 700 KiB held, these 700 KiB would be over the 1 MiB budget.
+    const m = bigOutput(p, other, 700 * 1024);
+    p.sendParts(other, m.frame, PART);
+    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    await settled(p, other);
+    expect(onDead.messages.some(withId(dead.msg.header.msg_id))).toBe(false);
     expect(p.closeCode).toBeUndefined();
   });
 

@@ -427,7 +427,7 @@ describe('outbox: messages in parts', () => {
     expect(out.credit('k')).toBe((1 << 30) - f.length);
   });
 
-  it("keeps the totals of messages begun within the gateway's budget; a message over the whole budget goes whole", () => {
+  it("keeps the totals of messages begun within the gateway's budget; a message over the whole budget is dropped with a notice", () => {
     /** The largest sum of totals of messages begun and not finished at any point of `frames`. */
     const peakOpen = (frames: readonly Buffer[]): number => {
       const open = new Map<string, number>();
@@ -449,7 +449,8 @@ describe('outbox: messages in parts', () => {
       }
       return peak;
     };
-    const out = new Outbox({ highWaterMark: 1 });
+    const drops: string[] = [];
+    const out = new Outbox({ highWaterMark: 1, onDrop: (id, why) => drops.push(`${id}: ${why}`), dropNotice: (id, count) => frame(`N${id}${count}`, 40) });
     const sock = new SlowSocket();
     const ids = ['a', 'b', 'c', 'big'].map((name) => ({ name, kernel: randomUUID() }));
     for (const { name } of ids) out.addKernel(name);
@@ -462,15 +463,39 @@ describe('outbox: messages in parts', () => {
     const lastPartOf = (kernel: string): number => sock.sent.findLastIndex((b) => bytesToUuid(b.subarray(1, 17)) === kernel);
     const [a, b, c, big] = msgs as [(typeof msgs)[0], (typeof msgs)[0], (typeof msgs)[0], (typeof msgs)[0]];
     expect(firstOf(c.kernel)).toBeGreaterThan(Math.min(lastPartOf(a.kernel), lastPartOf(b.kernel)));
-    // 30,000 bytes can never fit a 25,000-byte budget: it goes as one KERNEL frame instead.
-    const whole = sock.sent.filter((f) => bytesToUuid(f.subarray(1, 17)) === big.kernel);
-    expect(whole).toHaveLength(1);
-    expect(whole[0]![0]).toBe(FrameKind.Kernel);
-    expect(whole[0]!.subarray(17).equals(big.expected)).toBe(true);
+    // 30,000 bytes can never fit a 25,000-byte budget (nor, whole, the gateway's frame limit,
+    // which is never above it): dropped, and the notice stands in its place.
+    expect(sock.sent.some((f) => isPart(f) && bytesToUuid(f.subarray(1, 17)) === big.kernel)).toBe(false);
+    expect(drops).toEqual(['big: frame too large']);
+    expect(sock.sent.map(tagOf)).toContain('Nbig1');
+    expect(out.droppedFrames('big')).toBe(1);
     const got = reassemble(sock.sent);
     expect(got.map((g) => g.kernel).sort()).toEqual([a.kernel, b.kernel, c.kernel].sort());
     for (const g of got) expect(g.v1.equals(msgs.find((x) => x.kernel === g.kernel)!.expected)).toBe(true);
     for (const { name } of ids) expect(out.queued(name)).toBe(0);
+  });
+
+  it('first come, first served: a kernel waiting for room in the budget is not overtaken by smaller messages', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    for (const n of ['a', 'b', 'x']) out.addKernel(n);
+    out.attach(sock, 1 << 30, { maxPartialBytes: 25_000 });
+    const kernels = { a: randomUUID(), b: randomUUID(), x: randomUUID() };
+    const firstParts = (): string[] => sock.sent.filter((f) => isPart(f) && f.readBigUInt64LE(25) === 0n).map((f) => tagOfMessage(f.subarray(KERNEL_PART_HEADER_BYTES)));
+    // a and b each have a stream of 10,000-byte messages, out of step with each other; x one
+    // of 20,000. Without an order one of a or b always holds 10,000, so x never fits.
+    for (let i = 0; i < 6; i++) out.enqueue('a', { frame: parted({ kernel: kernels.a, tag: `a${i}`, total: 10_000 }).m, droppable: false });
+    sock.drain(5);
+    for (let i = 0; i < 6; i++) out.enqueue('b', { frame: parted({ kernel: kernels.b, tag: `b${i}`, total: 10_000 }).m, droppable: false });
+    sock.drain(2);
+    out.enqueue('x', { frame: parted({ kernel: kernels.x, tag: 'x', total: 20_000 }).m, droppable: false });
+    sock.drain();
+    const begun = firstParts();
+    expect(begun).toHaveLength(13);
+    // x begins as soon as a0 and b0, under way when it came, have ended; nothing else first.
+    expect(begun.slice(0, 3)).toEqual(['a0', 'b0', 'x']);
+    expect(reassemble(sock.sent)).toHaveLength(13);
+    for (const n of ['a', 'b', 'x']) expect(out.queued(n)).toBe(0);
   });
 
   it('a kernel removed mid-message gives its share of the budget back', () => {

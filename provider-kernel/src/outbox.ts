@@ -14,8 +14,10 @@
 //   first part is out it can no longer be dropped (the gateway is already forwarding it).
 //   If the tunnel drops mid-message, it starts over from its first part on the next one.
 //   The totals of messages begun and not yet finished stay within the gateway's budget
-//   (`maxPartialBytes` in welcome): a kernel whose next message would go over it waits its
-//   turn until others finish; a message larger than the whole budget goes whole.
+//   (`maxPartialBytes` in welcome): a kernel whose next message would go over it waits
+//   until others finish, first come first served (while one waits, no other kernel begins a
+//   message that would take the room it waits for); a message larger than the whole budget
+//   can never cross and is dropped like a frame that is too large.
 import { DEFAULT_MAX_PARTIAL_BYTES } from '@kinesis/protocol/tunnel';
 import type { PartedMessage } from './kernel-frame.ts';
 
@@ -73,6 +75,8 @@ export class Outbox {
   private maxPartial = DEFAULT_MAX_PARTIAL_BYTES;
   /** Sum of the totals of messages in parts begun and not finished on this connection. */
   private unfinished = 0;
+  /** The lane whose next message waits for room in the budget; it goes before any other's. */
+  private waiting: Lane | undefined;
   private readonly hwm: number;
   private readonly maxQueued: number;
 
@@ -91,6 +95,7 @@ export class Outbox {
     this.partsAccepted = opts.parts ?? true;
     this.maxPartial = opts.maxPartialBytes ?? DEFAULT_MAX_PARTIAL_BYTES;
     this.unfinished = 0; // every message begun on the last connection starts over
+    this.waiting = undefined;
     for (const l of this.lanes.values()) {
       l.credit = initialCredit;
       this.restartParts(l);
@@ -101,6 +106,7 @@ export class Outbox {
   detach(): void {
     this.sock = undefined;
     this.unfinished = 0;
+    this.waiting = undefined;
     // Offline, a message cut off mid-parts is an ordinary queued message again: sheddable.
     for (const l of this.lanes.values()) this.restartParts(l);
   }
@@ -121,9 +127,11 @@ export class Outbox {
     if (!lane) return;
     const head = lane.queue[lane.head];
     if (head !== undefined && head !== 'notice' && !Buffer.isBuffer(head.frame) && head.frame.started) this.unfinished -= head.frame.total;
+    if (this.waiting === lane) this.waiting = undefined;
     this.lanes.delete(id);
     this.ring = this.ring.filter((l) => l !== lane);
     if (this.next >= this.ring.length) this.next = 0;
+    this.pump(); // what it held of the budget may let another kernel's message begin
   }
 
   /** Bytes waiting for a kernel (for tests and stats). */
@@ -234,12 +242,29 @@ export class Outbox {
     return undefined;
   }
 
-  /** The lane's next message would begin in parts past the gateway's budget: it waits. */
-  private overBudget(lane: Lane): boolean {
+  /** The message at the head of the lane when it is one in parts not begun yet. */
+  private unbegun(lane: Lane): PartedMessage | undefined {
     const item = lane.queue[lane.head];
-    if (item === undefined || item === 'notice' || Buffer.isBuffer(item.frame) || item.frame.started || !this.partsAccepted) return false;
-    const total = item.frame.total;
-    return total <= this.maxPartial && this.unfinished + total > this.maxPartial;
+    return item === undefined || item === 'notice' || Buffer.isBuffer(item.frame) || item.frame.started ? undefined : item.frame;
+  }
+
+  /**
+   * The lane's next message would begin in parts past the gateway's budget, or take room
+   * that an earlier waiting lane needs: it waits. (A message over the whole budget is not
+   * held here; take() drops it.)
+   */
+  private overBudget(lane: Lane): boolean {
+    const m = this.partsAccepted ? this.unbegun(lane) : undefined;
+    if (!m || m.total > this.maxPartial) return false;
+    let reserved = 0;
+    if (this.waiting && this.waiting !== lane) {
+      const w = this.unbegun(this.waiting);
+      if (w) reserved = w.total;
+      else this.waiting = undefined; // its message was shed or began meanwhile
+    }
+    if (this.unfinished + reserved + m.total <= this.maxPartial) return false;
+    this.waiting ??= lane;
+    return true;
   }
 
   private take(lane: Lane): Buffer | Buffer[] | undefined {
@@ -248,12 +273,20 @@ export class Outbox {
       // A message in parts stays at the head of its lane until its last part is out.
       const m = item.frame;
       const before = m.remainingWireBytes;
-      if (!m.started && (!this.partsAccepted || m.total > this.maxPartial)) {
+      if (!m.started && !this.partsAccepted) {
         lane.queuedBytes -= before;
         this.advance(lane);
         return m.whole();
       }
+      if (!m.started && m.total > this.maxPartial) {
+        // Over the gateway's budget it can never begin in parts, and whole it would be over
+        // the gateway's frame limit (never above the budget): it is lost like one too large.
+        lane.queuedBytes -= before;
+        this.dropAtHead(lane, before, item.parent);
+        return undefined;
+      }
       const began = m.started;
+      if (this.waiting === lane) this.waiting = undefined;
       const part = m.next();
       lane.queuedBytes -= m.done ? before : before - m.remainingWireBytes;
       if (!began && !m.done) this.unfinished += m.total;
@@ -285,6 +318,20 @@ export class Outbox {
     const before = item.frame.remainingWireBytes;
     item.frame.rewind();
     lane.queuedBytes += item.frame.remainingWireBytes - before;
+  }
+
+  /** Drops the lane's head as too large; the drop notice takes its place unless one is queued. */
+  private dropAtHead(lane: Lane, size: number, parent: Buffer | undefined): void {
+    if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'frame too large');
+    lane.dropped++;
+    lane.droppedTotal++;
+    lane.droppedBytes += size;
+    lane.lastDroppedParent = parent;
+    if (lane.noticeQueued) this.advance(lane);
+    else {
+      lane.queue[lane.head] = 'notice';
+      lane.noticeQueued = true;
+    }
   }
 
   private advance(lane: Lane): void {

@@ -161,14 +161,16 @@ export class Kernel {
    * behind a frame header written with the first: the gateway never holds the whole message
    * for them, and the provider→gateway and gateway→client transfers overlap. Everyone else
    * (legacy clients, replay buffers, resume logs) gets the whole frame once it is complete.
+   * Returns false when the part was dropped (credited, not kept).
    */
-  partFromKernel(link: ProviderLink, part: KernelPart, peek: V1Peek | undefined, frameBytes: number): void {
-    if (link !== this.link) {
+  partFromKernel(link: ProviderLink, part: KernelPart, peek: V1Peek | undefined, frameBytes: number): boolean {
+    if (link !== this.link || this.state === 'dead' || this.#disposed) {
       // A tunnel this kernel has left (replaced by a newer connection of its provider) may
       // still deliver what it had in flight: its link checked the order of its own parts only,
-      // so they must not be spliced into a message arriving over the current tunnel.
+      // so they must not be spliced into a message arriving over the current tunnel. A dead
+      // kernel takes no output in parts: nothing would ever end it.
       link.grantCredit(this.id, frameBytes);
-      return;
+      return false;
     }
     this.lastActivity = Date.now();
     let m = this.#inflight;
@@ -182,10 +184,11 @@ export class Kernel {
     } else {
       // The start was dropped (kernel unknown or aborted then): nothing to add to.
       link.grantCredit(this.id, frameBytes);
-      return;
+      return false;
     }
     if (m.complete) this.#completeInflight(m);
     this.#credit.settle(link, frameBytes, this.#credit.congested());
+    return true;
   }
 
   #completeInflight(m: StreamedMessage): void {

@@ -271,11 +271,11 @@ export class KernelManager implements ProviderEvents {
     else if (this.#receipts.length > 0 && peek.channel === 'iopub' && k.state === 'idle') this.#scheduleReceipts();
   }
 
-  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void {
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean {
     const k = this.kernels.get(kernelId);
     if (!k || k.providerId.toLowerCase() !== link.id.toLowerCase()) {
       link.grantCredit(kernelId, frameBytes);
-      return;
+      return false;
     }
     let peek: V1Peek | undefined;
     if (part.offset === 0) {
@@ -284,13 +284,13 @@ export class KernelManager implements ProviderEvents {
       } catch (err) {
         this.opts.logger.warn('provider sent an undecodable kernel message in parts; dropped', { kernel: kernelId, error: errorText(err) });
         link.grantCredit(kernelId, frameBytes);
-        return;
+        return false;
       }
       // Only output crosses in parts: replies carry receipts and statuses drive the kernel's
       // state, and both are read whole (docs/protocols.md).
       if (peek.channel !== 'iopub' || peek.header.msg_type === 'status') throw new ProtocolError(1007, 'only iopub output may be sent in parts');
     }
-    k.partFromKernel(link, part, peek, frameBytes);
+    return k.partFromKernel(link, part, peek, frameBytes);
   }
 
   /** Records every receipt still waiting (before a REST request reads the ledger, and at shutdown). */

@@ -34,8 +34,13 @@ const FRAGMENT_ABOVE = 64 * 1024;
 
 export interface LinkHandlers {
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
-  /** A KERNEL PART frame, already checked to continue where the kernel's last part ended. */
-  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void;
+  /**
+   * A KERNEL PART frame, already checked to continue where the kernel's last part ended.
+   * Returns true when the gateway holds the message it belongs to; false when it dropped the
+   * part (unknown or dead kernel, another tunnel, undecodable): the handler then credited it,
+   * and the link gives up on the rest of that message (abandonParts).
+   */
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
   onAdvertise(link: ProviderLink): void;
@@ -163,11 +168,7 @@ export class ProviderLink {
     }
   }
 
-  /**
-   * Forgets what is owed to a kernel that is gone. Not its message in parts, if one is
-   * arriving: the provider may have the rest of it on the wire already, and those parts must
-   * still pass the order check (they are credited and dropped: the kernel is unknown).
-   */
+  /** Forgets what is owed to a kernel that is gone, and gives up on its message in parts. */
   forgetCredit(kernelId: string): void {
     this.#credit.delete(kernelId);
     this.abandonParts(kernelId);
@@ -175,8 +176,9 @@ export class ProviderLink {
 
   /**
    * Gives up on a kernel's message in parts, if one is arriving (the kernel died or was
-   * deleted): it no longer counts against the tunnel's limits, and parts of it still on the
-   * wire are credited and dropped. The kernel's next message starts at offset 0 as usual.
+   * deleted, or the gateway dropped its first part): it no longer counts against the
+   * tunnel's limits, and the rest of it, still on the wire or yet to come, is credited and
+   * dropped here without reaching the handler. The kernel's next message starts at offset 0.
    */
   abandonParts(kernelId: string): void {
     const p = this.#partial.get(kernelId);
@@ -259,8 +261,8 @@ export class ProviderLink {
       if (p) throw new ProtocolError(1007, 'a kernel message in parts started before the previous one ended');
       this.#abandoned.delete(kernelId);
     } else if (!p && this.#abandoned.has(kernelId)) {
-      // The rest of a message given up on (abandonParts): the handler credits and drops it.
-      this.handlers.onKernelPart(this, kernelId, part, frameBytes);
+      // The rest of a message given up on (abandonParts): credited, never handed on.
+      this.grantCredit(kernelId, frameBytes);
       return;
     } else if (!p || p.total !== part.total || p.next !== part.offset) {
       throw new ProtocolError(1007, 'a kernel part does not continue its message');
@@ -284,7 +286,9 @@ export class ProviderLink {
       this.#partial.set(kernelId, { total: part.total, next });
       this.#partialBytes += part.total;
     }
-    this.handlers.onKernelPart(this, kernelId, part, frameBytes);
+    // Only a message the gateway holds counts against the budget: one whose parts it drops
+    // (a kernel deleted or dead, which the provider may stop sending at any point) must not.
+    if (!this.handlers.onKernelPart(this, kernelId, part, frameBytes)) this.abandonParts(kernelId);
   }
 
   #onControl(msg: ControlMessage): void {

@@ -13,7 +13,7 @@ export interface ProviderEvents {
   onAttach(link: ProviderLink, hello: Hello): void;
   onDetach(link: ProviderLink): void;
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
-  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): void;
+  onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
 }
