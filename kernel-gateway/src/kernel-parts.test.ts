@@ -553,6 +553,15 @@ describe('gateway shutdown mid-stream', () => {
   });
 });
 
+/** Two kernels on one provider whose tunnel has a 1 MiB budget for messages in parts. */
+async function setupPair(): Promise<{ gw: TestGateway; peer: ProviderPeer; kernelId: string; other: string }> {
+  const MiB = 1024 * 1024;
+  const first = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
+  const { body } = await first.gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+  await until(async () => (await first.gw.api(`/api/kernels/${body.id}`)).body.execution_state === 'idle');
+  return { ...first, other: body.id };
+}
+
 describe('part rules (the tunnel closes with 1007)', () => {
   const frameOf = (m: JupyterMessage): Buffer => encodeV1(m);
   const output = (bytes = 200_000): Buffer => frameOf(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'z'.repeat(bytes) } }));
@@ -642,11 +651,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
   });
 
   it.each(['dies', 'is deleted'])('a kernel that %s mid-message gives its share of the budget back; the rest of its parts are dropped', async (how) => {
-    const MiB = 1024 * 1024;
-    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-    const other: string = body.id;
-    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const { gw, peer: p, kernelId, other } = await setupPair();
     const c = await connect(gw, other);
     const cut = partsOf(kernelId, output(700 * 1024));
     p.sendRaw(cut[0]!);
@@ -670,11 +675,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
   });
 
   it('a message the provider begins for a kernel already deleted does not hold the budget when it never ends', async () => {
-    const MiB = 1024 * 1024;
-    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-    const other: string = body.id;
-    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const { gw, peer: p, kernelId, other } = await setupPair();
     const c = await connect(gw, other);
     expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
     // Begun while the provider was shutting the kernel down, and cut off when it forgot it.
@@ -687,11 +688,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
   });
 
   it('a dead kernel takes no message in parts: begun, declared dead again and sent to the end, it holds nothing and reaches no one', async () => {
-    const MiB = 1024 * 1024;
-    const { gw, peer: p, kernelId } = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-    const other: string = body.id;
-    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
+    const { gw, peer: p, kernelId, other } = await setupPair();
     const onDead = await connect(gw, kernelId, { v1: false });
     const c = await connect(gw, other);
     p.kernelStatus(kernelId, 'dead', 'killed');
