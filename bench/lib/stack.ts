@@ -2,7 +2,7 @@
 // `kinesis-provider` as separate processes through their command lines, exactly as a
 // user runs them, on free ports and throwaway data dirs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,10 +34,19 @@ export interface StackOptions {
   /** Node flags for the processes (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
   readonly gatewayNodeArgs?: readonly string[];
   readonly providerNodeArgs?: readonly string[];
+  /** false: start node without the flags the bins' shebang lines give it (for A/B runs). */
+  readonly binFlags?: boolean;
 }
 
-function spawnTs(bin: string, args: readonly string[], env: Record<string, string>, log: boolean, tag: string, nodeArgs: readonly string[] = []): ChildProcess {
-  const p = spawn(process.execPath, [...nodeArgs, join(repoRoot, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** The node flags a bin's `#!/usr/bin/env -S node …` line gives it, as it runs when executed directly. */
+function shebangFlags(bin: string): string[] {
+  const first = readFileSync(join(repoRoot, bin), 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
+  return m ? m[1]!.split(' ').filter(Boolean) : [];
+}
+
+function spawnTs(bin: string, args: readonly string[], env: Record<string, string>, log: boolean, tag: string, nodeArgs: readonly string[] = [], binFlags = true): ChildProcess {
+  const p = spawn(process.execPath, [...(binFlags ? shebangFlags(bin) : []), ...nodeArgs, join(repoRoot, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const sink = (d: Buffer): void => {
     if (log) process.stderr.write(`[${tag}] ${d.toString()}`);
   };
@@ -88,7 +97,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
   const gwArgs = ['--port', String(port), '--token', token, '--data-dir', join(dataDir, 'gateway'), ...(opts.gatewayArgs ?? [])];
   const startGw = async (): Promise<ChildProcess> => {
-    const g = spawnTs('kernel-gateway/bin/kinesis-gateway.mjs', gwArgs, opts.gatewayEnv ?? {}, log, 'gateway', opts.gatewayNodeArgs);
+    const g = spawnTs('kernel-gateway/bin/kinesis-gateway.mjs', gwArgs, opts.gatewayEnv ?? {}, log, 'gateway', opts.gatewayNodeArgs, opts.binFlags);
     await waitFor(async () => (await fetch(`${url}/api/status`, { headers: { Authorization: `token ${token}` } })).ok, 30_000, 'the gateway');
     return g;
   };
@@ -112,6 +121,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         log,
         'provider',
         opts.providerNodeArgs,
+        opts.binFlags,
       );
       stack.provider = p;
       providers.push(p);
