@@ -1,90 +1,18 @@
 // Large kernel output crossing the tunnel as KERNEL PART frames (docs/protocols.md): v1 clients
 // get it cut-through, everyone else whole at the end; nothing ever writes into the middle of a
-// streamed frame; the link enforces the part rules; a message cut off mid-way disconnects
-// only the clients it was being streamed to. Providers here are test peers
-// (./testing/provider-peer.ts), NOT the real provider.
+// streamed frame; a message cut off mid-way disconnects only the clients it was being
+// streamed to. The link's part rules and budget: kernel-parts-rules.test.ts. Providers here
+// are test peers (./testing/provider-peer.ts), NOT the real provider.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Wallet } from 'ethers';
 import { WebSocket } from 'ws';
-import { encodeKernelFrame, encodeV1, makeMessage, V1_SUBPROTOCOL, type JupyterMessage } from '@kinesis/protocol';
-import { kernelPartFrame, ProviderPeer, sleep } from './testing/provider-peer.ts';
-import { startTestGateway, TestClient, TOKEN, until, type TestGateway } from './testing/harness.ts';
-import type { StartGatewayOptions } from './index.ts';
+import { encodeV1, makeMessage, V1_SUBPROTOCOL, type JupyterMessage } from '@kinesis/protocol';
+import { sleep } from './testing/provider-peer.ts';
+import { TestClient, TOKEN, until } from './testing/harness.ts';
+import { bigOutput, connections, count, isStatus, PART, partsHarness, partsOf, settled, WAIT, withId } from './testing/parts-harness.ts';
 
-const PART = 64 * 1024;
-const WAIT = 15_000;
-
-const gws: TestGateway[] = [];
-const peers: ProviderPeer[] = [];
-const clients: TestClient[] = [];
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.ws.terminate();
-  for (const p of peers.splice(0)) p.kill();
-  for (const g of gws.splice(0)) await g.stop();
-});
-
-async function gateway(o: Partial<StartGatewayOptions> = {}): Promise<TestGateway> {
-  // creditBatchBytes 1: every frame is credited at once, so "credit == bytes sent" says the
-  // gateway has handled everything the peer sent.
-  const g = await startTestGateway({ ...o, tuning: { creditBatchBytes: 1, ...o.tuning } });
-  gws.push(g);
-  return g;
-}
-
-async function peer(gw: TestGateway, o: Parameters<typeof ProviderPeer.connect>[1] = {}): Promise<ProviderPeer> {
-  const p = await ProviderPeer.connect(gw.url, o);
-  peers.push(p);
-  return p;
-}
-
-async function setup(o: Partial<StartGatewayOptions> = {}): Promise<{ gw: TestGateway; peer: ProviderPeer; kernelId: string }> {
-  const gw = await gateway(o);
-  const p = await peer(gw);
-  const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-  await until(async () => (await gw.api(`/api/kernels/${body.id}`)).body.execution_state === 'idle');
-  return { gw, peer: p, kernelId: body.id };
-}
-
-async function connect(gw: TestGateway, kernelId: string, o: Parameters<typeof TestClient.connect>[2] = {}): Promise<TestClient> {
-  const c = await TestClient.connect(gw.url, kernelId, o);
-  clients.push(c);
-  return c;
-}
-
-/** The gateway has handled (and credited) every kernel frame the peer sent for `kernelId`. */
-const settled = (p: ProviderPeer, kernelId: string): Promise<void> =>
-  until(() => (p.credit.get(kernelId) ?? 0) === (p.sent.get(kernelId) ?? 0), WAIT, 'credit for every kernel frame sent');
-
-const connections = async (gw: TestGateway, kernelId: string): Promise<number> => (await gw.api(`/api/kernels/${kernelId}`)).body.connections;
-
-/** About `bytes` of numbered lines, so a part delivered twice, lost or out of order shows. */
-function bigText(bytes: number): string {
-  const lines: string[] = [];
-  for (let i = 0, n = 0; n < bytes; i++) {
-    const line = `line ${String(i).padStart(7, '0')} ${'abcdefghijklmnopqrstuvwxyz0123456789'.repeat(2)}\n`;
-    lines.push(line);
-    n += line.length;
-  }
-  return lines.join('');
-}
-
-function bigOutput(p: ProviderPeer, kernelId: string, bytes = 3 * 1024 * 1024): { msg: JupyterMessage; frame: Buffer; text: string } {
-  const text = bigText(bytes);
-  const msg = makeMessage({ channel: 'iopub', msgType: 'stream', session: p.kernels.get(kernelId)?.session ?? 'k', content: { name: 'stdout', text } });
-  return { msg, frame: encodeV1(msg), text };
-}
-
-/** The KERNEL PART frames of `frame`, not yet sent. */
-function partsOf(kernelId: string, frame: Buffer, partBytes = PART): Buffer[] {
-  const out: Buffer[] = [];
-  for (let o = 0; o < frame.length; o += partBytes) out.push(kernelPartFrame(kernelId, frame.length, o, frame.subarray(o, o + partBytes)));
-  return out;
-}
-
-const isStatus = (state: string) => (m: JupyterMessage): boolean => m.header.msg_type === 'status' && m.content['execution_state'] === state;
-const withId = (id: string) => (m: JupyterMessage): boolean => m.header.msg_id === id;
-const count = (c: TestClient, id: string): number => c.messages.filter(withId(id)).length;
+const { gateway, peer, setup, connect, untrack, cleanup } = partsHarness();
+afterEach(cleanup);
 
 describe('welcome', () => {
   it('names the kernel-parts feature', async () => {
@@ -541,7 +469,7 @@ describe('gateway shutdown mid-stream', () => {
     const parts = partsOf(kernelId, frame);
     p.sendRaw(parts[0]!);
     await settled(p, kernelId);
-    gws.splice(gws.indexOf(gw), 1);
+    untrack(gw);
     const stopping = gw.stop();
     // The rest of the message is still arriving while the gateway stops.
     for (const f of parts.slice(1)) p.sendRaw(f);
@@ -550,202 +478,5 @@ describe('gateway shutdown mid-stream', () => {
     // Neither a torn message nor a frame the client's parser rejects.
     expect(c.messages.some(withId(msg.header.msg_id))).toBe(false);
     expect(undecodable).toEqual([]);
-  });
-});
-
-/** Two kernels on one provider whose tunnel has a 1 MiB budget for messages in parts. */
-async function setupPair(): Promise<{ gw: TestGateway; peer: ProviderPeer; kernelId: string; other: string }> {
-  const MiB = 1024 * 1024;
-  const first = await setup({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-  const { body } = await first.gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-  await until(async () => (await first.gw.api(`/api/kernels/${body.id}`)).body.execution_state === 'idle');
-  return { ...first, other: body.id };
-}
-
-describe('part rules (the tunnel closes with 1007)', () => {
-  const frameOf = (m: JupyterMessage): Buffer => encodeV1(m);
-  const output = (bytes = 200_000): Buffer => frameOf(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'z'.repeat(bytes) } }));
-
-  // [name, frames, whether a stream to clients had begun when the rule was broken]
-  const cases: [string, (kernelId: string) => Buffer[], boolean][] = [
-    ['a part that skips ahead', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART)), kernelPartFrame(k, f.length, 2 * PART, f.subarray(2 * PART, 3 * PART))]; }, true],
-    ['a part that repeats', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART)), kernelPartFrame(k, f.length, PART, f.subarray(PART, 2 * PART)), kernelPartFrame(k, f.length, PART, f.subarray(PART, 2 * PART))]; }, true],
-    ['a new message before the last one ended', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART)), kernelPartFrame(k, f.length, 0, f.subarray(0, PART))]; }, true],
-    ['a continuation with another total', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART)), kernelPartFrame(k, f.length + 1, PART, f.subarray(PART, 2 * PART))]; }, true],
-    ['a continuation with no start', (k) => { const f = output(); return [kernelPartFrame(k, f.length, PART, f.subarray(PART, 2 * PART))]; }, false],
-    ['a plain kernel frame for that kernel mid-message', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART)), encodeKernelFrame(k, frameOf(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'cut in\n' } })))]; }, true],
-    ['a shell reply in parts', (k) => { const f = frameOf(makeMessage({ channel: 'shell', msgType: 'execute_reply', session: 's', content: { status: 'ok', pad: 'p'.repeat(100_000) } })); return [kernelPartFrame(k, f.length, 0, f.subarray(0, PART))]; }, false],
-    ['a status in parts', (k) => { const f = frameOf(makeMessage({ channel: 'iopub', msgType: 'status', session: 's', content: { execution_state: 'idle' } })); return [kernelPartFrame(k, f.length, 0, f)]; }, false],
-    ['a part that runs past its total', (k) => { const f = output(); return [kernelPartFrame(k, PART - 1, 0, f.subarray(0, PART))]; }, false],
-    ['a part with no bytes', (k) => [kernelPartFrame(k, 100, 0, Buffer.alloc(0))], false],
-    ['a part other than the last under 16 KiB', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, 1000))]; }, false],
-  ];
-
-  it.each(cases)('%s', async (_name, frames, streamed) => {
-    const gw = await gateway();
-    const bystander = await peer(gw);
-    const kernelId = crypto.randomUUID();
-    // The peer brings a running kernel in its hello, which the gateway adopts.
-    const p = await peer(gw, { kernels: [{ kernelId, specName: 'python3', status: 'idle' }] });
-    await until(async () => (await gw.api(`/api/kernels/${kernelId}`)).status === 200);
-    const c = await connect(gw, kernelId, { v1: true });
-    const closed = new Promise<number>((r) => p.ws.once('close', (code) => r(code)));
-    for (const f of frames(kernelId)) p.sendRaw(f);
-    expect(await closed).toBe(1007);
-    expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
-    await until(async () => !(await gw.api('/api/providers')).body.some((x: { id: string }) => x.id === p.address), WAIT, 'the tunnel to be dropped');
-    if (streamed) {
-      // A client caught mid-stream is cut off, not left waiting for bytes that will never come.
-      expect((await c.closed).code).toBe(1006);
-    } else {
-      expect(c.ws.readyState).toBe(WebSocket.OPEN);
-    }
-    expect(c.messages.filter((m) => m.header.msg_type !== 'status')).toEqual([]);
-  });
-
-  it('a message larger than the tunnel allows closes with 1009', async () => {
-    const gw = await gateway({ tuning: { maxTunnelFrameBytes: 1024 * 1024 } });
-    const kernelId = crypto.randomUUID();
-    const p = await peer(gw, { kernels: [{ kernelId, specName: 'python3', status: 'idle' }] });
-    const closed = new Promise<number>((r) => p.ws.once('close', (code) => r(code)));
-    const f = output(2 * 1024 * 1024);
-    p.sendRaw(kernelPartFrame(kernelId, f.length, 0, f.subarray(0, PART)));
-    expect(await closed).toBe(1009);
-  });
-
-  it('messages in parts begun past the budget named in welcome close the tunnel with 1009; other tunnels carry on', async () => {
-    const MiB = 1024 * 1024;
-    const gw = await gateway({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-    const bystander = await peer(gw);
-    const [k1, k2] = [crypto.randomUUID(), crypto.randomUUID()];
-    const p = await peer(gw, { kernels: [k1, k2].map((kernelId) => ({ kernelId, specName: 'python3', status: 'idle' as const })) });
-    expect(p.maxPartialBytes).toBe(MiB);
-    const closed = new Promise<number>((r) => p.ws.once('close', (code) => r(code)));
-    const f = output(600 * 1024);
-    p.sendRaw(kernelPartFrame(k1, f.length, 0, f.subarray(0, PART)));
-    await settled(p, k1);
-    expect(p.closeCode).toBeUndefined();
-    // 600 KiB + 600 KiB unfinished at once is over 1 MiB.
-    p.sendRaw(kernelPartFrame(k2, f.length, 0, f.subarray(0, PART)));
-    expect(await closed).toBe(1009);
-    expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
-  });
-
-  it('messages in parts whose totals add up to exactly the budget are taken', async () => {
-    const MiB = 1024 * 1024;
-    const gw = await gateway({ tuning: { maxTunnelFrameBytes: MiB, maxPartialBytes: MiB } });
-    const [k1, k2] = [crypto.randomUUID(), crypto.randomUUID()];
-    const p = await peer(gw, { kernels: [k1, k2].map((kernelId) => ({ kernelId, specName: 'python3', status: 'idle' as const })) });
-    await until(async () => (await gw.api(`/api/kernels/${k2}`)).status === 200);
-    const c2 = await connect(gw, k2);
-    const a = output(400 * 1024);
-    const overhead = output(0).length; // a stream message's frame without its text
-    const bExact = output(MiB - a.length - overhead);
-    expect(a.length + bExact.length).toBe(MiB);
-    p.sendRaw(kernelPartFrame(k1, a.length, 0, a.subarray(0, PART)));
-    const bParts = partsOf(k2, bExact);
-    for (const f of bParts) p.sendRaw(f);
-    await c2.waitFor((m) => m.header.msg_type === 'stream', WAIT);
-    await settled(p, k2);
-    expect(p.closeCode).toBeUndefined();
-  });
-
-  it.each(['dies', 'is deleted'])('a kernel that %s mid-message gives its share of the budget back; the rest of its parts are dropped', async (how) => {
-    const { gw, peer: p, kernelId, other } = await setupPair();
-    const c = await connect(gw, other);
-    const cut = partsOf(kernelId, output(700 * 1024));
-    p.sendRaw(cut[0]!);
-    await settled(p, kernelId);
-    if (how === 'dies') p.kernelStatus(kernelId, 'dead', 'killed');
-    else expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
-    await until(async () => {
-      const r = await gw.api(`/api/kernels/${kernelId}`);
-      return r.status === 404 || r.body.execution_state === 'dead';
-    });
-    // 700 KiB more would be over 1 MiB if the cut-off message still counted.
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    // What the provider still had on the wire for the first kernel, out of order even: it is
-    // credited and dropped without the order check, and reaches no one.
-    for (const part of [cut[1]!, cut[3]!, cut[2]!]) p.sendRaw(part);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
-    await settled(p, kernelId);
-    await settled(p, other);
-    expect(p.closeCode).toBeUndefined();
-  });
-
-  it('a message the provider begins for a kernel already deleted does not hold the budget when it never ends', async () => {
-    const { gw, peer: p, kernelId, other } = await setupPair();
-    const c = await connect(gw, other);
-    expect((await gw.api(`/api/kernels/${kernelId}`, { method: 'DELETE' })).status).toBe(204);
-    // Begun while the provider was shutting the kernel down, and cut off when it forgot it.
-    for (const part of partsOf(kernelId, output(700 * 1024)).slice(0, 2)) p.sendRaw(part);
-    await settled(p, kernelId);
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
-    expect(p.closeCode).toBeUndefined();
-  });
-
-  it('a dead kernel takes no message in parts: begun, declared dead again and sent to the end, it holds nothing and reaches no one', async () => {
-    const { gw, peer: p, kernelId, other } = await setupPair();
-    const onDead = await connect(gw, kernelId, { v1: false });
-    const c = await connect(gw, other);
-    p.kernelStatus(kernelId, 'dead', 'killed');
-    await onDead.waitFor(isStatus('dead'));
-    const dead = bigOutput(p, kernelId, 700 * 1024);
-    const parts = partsOf(kernelId, dead.frame);
-    p.sendRaw(parts[0]!);
-    p.kernelStatus(kernelId, 'dead', 'again');
-    for (const part of parts.slice(1)) p.sendRaw(part);
-    await settled(p, kernelId);
-    // Were the dead kernel's 700 KiB held, these 700 KiB would be over the 1 MiB budget.
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
-    await settled(p, other);
-    expect(onDead.messages.some(withId(dead.msg.header.msg_id))).toBe(false);
-    expect(p.closeCode).toBeUndefined();
-  });
-
-  it('an undecodable first part is dropped with its message, credited, and the tunnel stays open', async () => {
-    const { gw, peer: p, kernelId } = await setup();
-    const c = await connect(gw, kernelId);
-    const junk = Buffer.alloc(3 * PART, 0xee);
-    p.sendParts(kernelId, junk, PART);
-    await settled(p, kernelId);
-    const { msg, frame, text } = bigOutput(p, kernelId, 512 * 1024);
-    p.sendParts(kernelId, frame, PART);
-    expect((await c.waitFor(withId(msg.header.msg_id), WAIT)).content['text'] === text).toBe(true);
-    await settled(p, kernelId);
-    expect(p.closeCode).toBeUndefined();
-    expect(c.ws.readyState).toBe(WebSocket.OPEN);
-  });
-
-  it("another kernel's frames may come between one kernel's parts", async () => {
-    const { gw, peer: p, kernelId } = await setup();
-    const { body } = await gw.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
-    const other: string = body.id;
-    await until(async () => (await gw.api(`/api/kernels/${other}`)).body.execution_state === 'idle');
-    const a = await connect(gw, kernelId);
-    const b = await connect(gw, other);
-    const big = bigOutput(p, kernelId, 1024 * 1024);
-    const bigOther = bigOutput(p, other, 1024 * 1024);
-    const pa = partsOf(kernelId, big.frame);
-    const pb = partsOf(other, bigOther.frame);
-    // `kernelId` is mid-message throughout; `other` sends a whole frame, then its own parts.
-    for (const f of pa.slice(0, 3)) p.sendRaw(f);
-    p.stream(other, 'between\n');
-    for (let i = 0; i < Math.max(pa.length - 3, pb.length); i++) {
-      if (pa[i + 3]) p.sendRaw(pa[i + 3]!);
-      if (pb[i]) p.sendRaw(pb[i]!);
-    }
-    expect((await a.waitFor(withId(big.msg.header.msg_id), WAIT)).content['text'] === big.text).toBe(true);
-    expect((await b.waitFor(withId(bigOther.msg.header.msg_id), WAIT)).content['text'] === bigOther.text).toBe(true);
-    expect(b.messages.findIndex((m) => m.content['text'] === 'between\n')).toBeLessThan(b.messages.findIndex(withId(bigOther.msg.header.msg_id)));
-    expect(a.messages.some((m) => m.content['text'] === 'between\n')).toBe(false);
-    await settled(p, kernelId);
-    await settled(p, other);
-    expect(p.closeCode).toBeUndefined();
   });
 });
