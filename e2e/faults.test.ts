@@ -49,14 +49,19 @@ describe('faults', () => {
     c.close();
   }, 60_000);
 
-  it('a gateway restart: the provider reconnects by itself and its kernel keeps its state', async () => {
+  it('a gateway restart: the provider reconnects by itself and its kernel keeps its state and its session', async () => {
     stack = await startStack();
     const s = stack;
     const kid = await pythonKernel(s);
+    const session = await rest<{ id: string }>(s.url, s.token, 'POST', '/api/sessions', { path: 'keep.ipynb', name: 'keep.ipynb', type: 'notebook', kernel: { id: kid } });
     let c = await WsKernelClient.connect(s.url, s.token, kid, 'v1');
     await c.execute('survivor = 42');
     c.close();
     await s.restartGateway();
+    // Listed at once, before the provider is back (state-file.ts): a client polling sessions
+    // keeps its session instead of starting a new kernel.
+    const sessions = await rest<{ id: string; kernel: { id: string } }[]>(s.url, s.token, 'GET', '/api/sessions');
+    expect(sessions.map((x) => [x.id, x.kernel.id])).toEqual([[session.id, kid]]);
     const providers = await until(async () => {
       const r = await rest<unknown>(s.url, s.token, 'GET', '/api/providers');
       const list = Array.isArray(r) ? r : ((r as { providers: unknown[] }).providers ?? []);

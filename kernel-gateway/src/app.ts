@@ -24,6 +24,7 @@ import { closeSockets, ProviderRegistry } from './providers/registry.ts';
 import { providerRoutes } from './providers/routes.ts';
 import { sessionRoutes } from './sessions/routes.ts';
 import { SessionStore } from './sessions/store.ts';
+import { loadState, saveState } from './state-file.ts';
 import { staticRoutes } from './static/index.ts';
 
 export interface GatewayDeps {
@@ -105,6 +106,28 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
   providers.setEvents(manager);
   const sessions = new SessionStore(manager);
+  // Kernels and sessions from before a restart (state-file.ts), then every change written back.
+  const stateFile = join(deps.dataDir, 'state.json');
+  const saved = loadState(stateFile, logger);
+  manager.restore(saved.kernels, tuning.restoreGraceMs);
+  sessions.restore(saved.sessions);
+  let saveQueued = false;
+  const saveNow = (): void => {
+    saveQueued = false;
+    try {
+      saveState(stateFile, { kernels: manager.records(), sessions: sessions.records() });
+    } catch (e) {
+      logger.warn('cannot write the gateway state file', { file: stateFile, error: errorText(e) });
+    }
+  };
+  // One write per event-loop turn however many changes it made (a session and its kernel).
+  const save = (): void => {
+    if (saveQueued) return;
+    saveQueued = true;
+    setImmediate(saveNow);
+  };
+  manager.onChanged(save);
+  sessions.onChanged(save);
   const culler = new Culler(manager, deps.cull ?? {}, logger);
 
   const notebookDir = deps.notebookDir ?? join(deps.dataDir, 'notebooks');
@@ -235,6 +258,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       // Kernels first: their clients close through ClientConnection, which never writes a
       // close frame into the middle of a frame being streamed (kernels/client.ts).
       await manager.dispose();
+      if (saveQueued) saveNow();
       await closeSockets([...clientSockets], 1001, 'gateway shutting down', 500);
       await providers.close();
       ledger.close();

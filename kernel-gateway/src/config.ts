@@ -21,6 +21,8 @@ export interface Tuning {
   readonly handshakeTimeoutMs: number;
   /** How long a disconnected provider's kernels wait before they are `dead`. */
   readonly graceMs: number;
+  /** How long kernels restored after a gateway restart wait for their provider to reconnect. */
+  readonly restoreGraceMs: number;
   readonly startTimeoutMs: number;
   readonly restartTimeoutMs: number;
   readonly requestTimeoutMs: number;
@@ -47,6 +49,7 @@ export const DEFAULT_TUNING: Tuning = {
   providerPingTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
   graceMs: 5_000,
+  restoreGraceMs: 60_000,
   startTimeoutMs: 120_000,
   restartTimeoutMs: 60_000,
   requestTimeoutMs: 30_000,

@@ -11,6 +11,7 @@ import { errorText, type Logger } from '../logger.ts';
 import type { ProviderLink } from '../providers/link.ts';
 import type { ProviderEvents, ProviderRegistry } from '../providers/registry.ts';
 import { pickProvider, type PlacementConstraints } from '../scheduler.ts';
+import type { KernelRecord } from '../state-file.ts';
 import { Kernel, type KernelOptions, type KernelPart } from './kernel.ts';
 
 const isDead = (k: Kernel): boolean => k.state === 'dead';
@@ -59,6 +60,7 @@ export class KernelManager implements ProviderEvents {
   /** Kernels shut down here, and the provider each ran on (its closing receipt may still come). */
   readonly #tombstones = new Map<string, string>();
   readonly #removedListeners = new Set<(id: string) => void>();
+  readonly #changedListeners = new Set<() => void>();
   readonly #pingTimer: NodeJS.Timeout;
   readonly #kopts: KernelOptions;
   #disposed = false;
@@ -108,6 +110,39 @@ export class KernelManager implements ProviderEvents {
     this.#removedListeners.add(listener);
   }
 
+  /** Called whenever a kernel is added or removed (the gateway's state file follows). */
+  onChanged(listener: () => void): void {
+    this.#changedListeners.add(listener);
+  }
+
+  #changed(): void {
+    for (const l of this.#changedListeners) l();
+  }
+
+  /** The kernels to remember across a gateway restart (state-file.ts). */
+  records(): KernelRecord[] {
+    return [...this.kernels.values()].map((k) => ({ id: k.id, name: k.name, baseSpec: k.baseSpec, providerId: k.providerId }));
+  }
+
+  /**
+   * Kernels the gateway placed before it restarted (state-file.ts): each is `starting`, with
+   * its provider away, until the provider reconnects and lists it (onAttach re-attaches it, or
+   * kills it if not listed); a provider not back within `graceMs` leaves it `dead`. Messages
+   * clients send meanwhile wait for it, as for any kernel starting.
+   */
+  restore(records: readonly KernelRecord[], graceMs: number): void {
+    for (const r of records) {
+      if (this.kernels.has(r.id)) continue;
+      const k = new Kernel(r.id, r.name, r.baseSpec, r.providerId, this.#kopts, 'starting');
+      k.graceTimer = setTimeout(() => {
+        k.graceTimer = undefined;
+        k.die(`its provider did not reconnect within ${graceMs} ms of the gateway's restart`);
+      }, graceMs);
+      this.kernels.set(k.id, k);
+    }
+    if (records.length > 0) this.opts.logger.info('kernels restored from the state file; waiting for their providers', { kernels: records.length });
+  }
+
   /** Places and starts a kernel; returns at once with the kernel `starting`. Throws PlacementError. */
   start(o: StartOptions): Kernel {
     if (this.#disposed) throw new GatewayError('the gateway is shutting down');
@@ -134,6 +169,7 @@ export class KernelManager implements ProviderEvents {
     const k = new Kernel(randomUUID(), gatewaySpecName(baseSpec, link.hardwareClass), baseSpec, link.id, this.#kopts, 'starting');
     k.bind(link);
     this.kernels.set(k.id, k);
+    this.#changed();
     this.opts.logger.info('starting kernel', { kernel: k.id, spec: k.name, provider: link.id });
     link.request({ type: 'start_kernel', kernelId: k.id, specName: baseSpec, env: o.env ?? {} }, this.opts.startTimeoutMs).then(
       () => {
@@ -188,6 +224,7 @@ export class KernelManager implements ProviderEvents {
     k.dispose(1000, 'kernel shut down');
     this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
     for (const l of this.#removedListeners) l(k.id);
+    this.#changed();
     const link = k.link ?? this.providers.get(k.providerId);
     link?.forgetCredit(k.id);
     if (link && !link.closed && !wasDead) {
@@ -236,6 +273,7 @@ export class KernelManager implements ProviderEvents {
       this.kernels.set(k.id, k);
       k.setReady(link);
       this.opts.logger.info('kernel adopted from a reconnecting provider', { kernel: k.id, provider: link.id });
+      this.#changed();
     }
   }
 

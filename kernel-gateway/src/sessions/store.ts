@@ -1,7 +1,9 @@
 // Jupyter Server's sessions (jupyter_server/services/sessions/sessionmanager.py): a session
-// ties a path (a notebook, a console) to a kernel. Kept in memory: kernels outlive a gateway
-// restart (providers re-announce them), session rows do not, as clients re-create them.
+// ties a path (a notebook, a console) to a kernel. Rows live in memory and, through
+// onChanged, in the gateway's state file (state-file.ts), so that they survive a gateway
+// restart along with their kernels.
 import { randomUUID } from 'node:crypto';
+import type { SessionRecord } from '../state-file.ts';
 import type { KernelModel } from '../kernels/kernel.ts';
 import type { KernelManager } from '../kernels/manager.ts';
 import type { PlacementConstraints } from '../scheduler.ts';
@@ -32,12 +34,36 @@ export interface KernelChoice {
 
 export class SessionStore {
   readonly #rows = new Map<string, SessionRow>();
+  readonly #changedListeners = new Set<() => void>();
 
   constructor(readonly manager: KernelManager) {
     // A kernel that goes away (deleted, culled) takes its sessions with it, as in Jupyter.
     manager.onRemoved((kernelId) => {
-      for (const [id, row] of this.#rows) if (row.kernelId === kernelId) this.#rows.delete(id);
+      for (const [id, row] of this.#rows) if (row.kernelId === kernelId) this.#delete(id);
     });
+  }
+
+  /** Called whenever a row is added, changed or removed (the gateway's state file follows). */
+  onChanged(listener: () => void): void {
+    this.#changedListeners.add(listener);
+  }
+
+  /** The rows to remember across a gateway restart. */
+  records(): SessionRecord[] {
+    return [...this.#rows.values()].map((r) => ({ id: r.id, path: r.path, name: r.name, type: r.type, kernelId: r.kernelId }));
+  }
+
+  /** Rows from before a gateway restart, for kernels the manager restored. */
+  restore(records: readonly SessionRecord[]): void {
+    for (const r of records) if (this.manager.get(r.kernelId) && !this.#rows.has(r.id)) this.#rows.set(r.id, { ...r });
+  }
+
+  #changed(): void {
+    for (const l of this.#changedListeners) l();
+  }
+
+  #delete(id: string): void {
+    if (this.#rows.delete(id)) this.#changed();
   }
 
   list(): SessionModel[] {
@@ -61,6 +87,7 @@ export class SessionStore {
     const kernelId = this.#kernelFor(o.kernel, o.path);
     const row: SessionRow = { id: randomUUID(), path: o.path, name: o.name, type: o.type, kernelId };
     this.#rows.set(row.id, row);
+    this.#changed();
     return this.#model(row)!;
   }
 
@@ -73,6 +100,7 @@ export class SessionStore {
     if (changes.path !== undefined) row.path = changes.path;
     if (changes.name !== undefined) row.name = changes.name;
     if (changes.type !== undefined) row.type = changes.type;
+    this.#changed();
     const model = this.#model(row);
     if (!model) return undefined;
     return { model, replacedKernel: row.kernelId !== before ? before : undefined };
@@ -82,7 +110,7 @@ export class SessionStore {
   delete(id: string): string | undefined {
     const row = this.#rows.get(id);
     if (!row) return undefined;
-    this.#rows.delete(id);
+    this.#delete(id);
     return row.kernelId;
   }
 
@@ -99,7 +127,7 @@ export class SessionStore {
   #model(row: SessionRow): SessionModel | undefined {
     const k = this.manager.get(row.kernelId);
     if (!k) {
-      this.#rows.delete(row.id);
+      this.#delete(row.id);
       return undefined;
     }
     return {
