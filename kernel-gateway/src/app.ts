@@ -109,13 +109,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
   // Kernels and sessions from before a restart (state-file.ts), then every change written back.
   const stateFile = join(deps.dataDir, 'state.json');
   const saved = loadState(stateFile, logger);
-  manager.restore(saved.kernels, tuning.restoreGraceMs);
+  manager.restore(saved.kernels, saved.tombstones, tuning.restoreGraceMs);
   sessions.restore(saved.sessions);
   let saveQueued = false;
   const saveNow = (): void => {
     saveQueued = false;
     try {
-      saveState(stateFile, { kernels: manager.records(), sessions: sessions.records() });
+      saveState(stateFile, { kernels: manager.records(), sessions: sessions.records(), tombstones: manager.tombstoneRecords() });
     } catch (e) {
       logger.warn('cannot write the gateway state file', { file: stateFile, error: errorText(e) });
     }

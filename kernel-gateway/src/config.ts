@@ -49,7 +49,8 @@ export const DEFAULT_TUNING: Tuning = {
   providerPingTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
   graceMs: 5_000,
-  restoreGraceMs: 60_000,
+  // Above two of a provider's longest reconnect waits (30 s ± 50 %) plus a handshake.
+  restoreGraceMs: 120_000,
   startTimeoutMs: 120_000,
   restartTimeoutMs: 60_000,
   requestTimeoutMs: 30_000,

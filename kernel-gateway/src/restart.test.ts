@@ -93,14 +93,18 @@ describe('a gateway restart', () => {
     expect((await g2.api('/api/kernels')).body).toEqual([]);
   });
 
-  it('a restored kernel whose provider does not come back in time is dead; one its provider no longer runs is dead at once', async () => {
+  it('a restored kernel whose provider is late is forgotten, not condemned: adopted when it comes back; one its provider no longer runs is dead at once', async () => {
     const dir = dataDir();
     const first = await before(dir);
     const g = await gateway(dir, { tuning: { restoreGraceMs: 300 } });
     expect(await state(g, first.kernelId)).toBe('starting');
-    await until(async () => (await state(g, first.kernelId)) === 'dead', 5000);
-    // The session stays, with its dead kernel, as in Jupyter.
-    expect((await g.api('/api/sessions')).body).toMatchObject([{ kernel: { id: first.kernelId, execution_state: 'dead' } }]);
+    await until(async () => (await state(g, first.kernelId)) === undefined, 5000);
+    expect((await g.api('/api/sessions')).body).toEqual([]);
+    // The provider still runs it: when it reconnects at last, the kernel is adopted, alive.
+    const late = await peer(g, first.wallet, [{ kernelId: first.kernelId, specName: 'python3', status: 'idle' }]);
+    await until(async () => (await state(g, first.kernelId)) === 'idle', 5000);
+    expect(late.requests.filter((r) => r.type === 'shutdown_kernel')).toEqual([]);
+    await until(() => JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).kernels.some((k: { id: string }) => k.id === first.kernelId), 2000);
     await stop(g);
 
     const dir2 = dataDir();
@@ -108,6 +112,37 @@ describe('a gateway restart', () => {
     const g2 = await gateway(dir2);
     await peer(g2, second.wallet); // reconnects without the kernel
     await until(async () => (await state(g2, second.kernelId)) === 'dead', 5000);
+  });
+
+  it('a kernel dead before the restart stays dead, and one deleted while its provider was away is stopped when it returns', async () => {
+    const dir = dataDir();
+    const wallet = Wallet.createRandom() as unknown as Wallet;
+    const g = await gateway(dir);
+    const p = await peer(g, wallet);
+    const start = async (): Promise<string> => {
+      const r = await g.api('/api/kernels', { method: 'POST', json: { name: 'python3-cpu' } });
+      await until(async () => (await state(g, r.body.id)) === 'idle');
+      return r.body.id;
+    };
+    const [dying, deleted] = [await start(), await start()];
+    p.kernelStatus(dying, 'dead', 'killed');
+    await until(async () => (await state(g, dying)) === 'dead');
+    await stop(g);
+    p.kill();
+
+    // Restart 1: the provider is still away; `deleted` is deleted meanwhile (nothing to tell it).
+    const g1 = await gateway(dir);
+    expect(await state(g1, dying)).toBe('dead');
+    expect((await g1.api(`/api/kernels/${deleted}`, { method: 'DELETE' })).status).toBe(204);
+    await stop(g1);
+
+    // Restart 2: the provider returns still running both; both are stopped on it, neither adopted.
+    const g2 = await gateway(dir);
+    const back = await peer(g2, wallet, [dying, deleted].map((kernelId) => ({ kernelId, specName: 'python3', status: 'idle' as const })));
+    await until(() => back.requests.filter((r) => r.type === 'shutdown_kernel').length === 2, 5000);
+    expect(back.requests.filter((r) => r.type === 'shutdown_kernel').map((r) => (r as { kernelId: string }).kernelId).sort()).toEqual([dying, deleted].sort());
+    expect(await state(g2, deleted)).toBeUndefined();
+    expect(await state(g2, dying)).toBe('dead');
   });
 
   it('starts without a state file it cannot read, and skips the rows it cannot trust', async () => {

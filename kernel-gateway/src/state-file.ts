@@ -6,7 +6,7 @@
 // saw its session gone, disposed it, and started a new kernel, and the old one's state was
 // lost. Restored kernels are `starting` until their provider reconnects (kernels/manager.ts
 // `restore`). The file is rewritten whole, atomically (temp file, then rename), mode 0600.
-import { renameSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, readFileSync, writeFileSync } from 'node:fs';
 import { ADDRESS_RE, UUID_RE, arr, int, record, str } from '@kinesis/protocol/validate';
 import { errorText, type Logger } from './logger.ts';
 
@@ -16,6 +16,14 @@ export interface KernelRecord {
   readonly name: string;
   /** The provider's own kernelspec name, e.g. `python3`. */
   readonly baseSpec: string;
+  readonly providerId: string;
+  /** Declared dead before the restart: it stays dead (its provider is told to stop it). */
+  readonly dead?: boolean;
+}
+
+/** A kernel deleted here, remembered so that its provider is told to stop it if it still runs it. */
+export interface TombstoneRecord {
+  readonly id: string;
   readonly providerId: string;
 }
 
@@ -30,11 +38,12 @@ export interface SessionRecord {
 export interface GatewayState {
   readonly kernels: readonly KernelRecord[];
   readonly sessions: readonly SessionRecord[];
+  readonly tombstones: readonly TombstoneRecord[];
 }
 
 const VERSION = 1;
 const MAX_ROWS = 100_000;
-const EMPTY: GatewayState = { kernels: [], sessions: [] };
+const EMPTY: GatewayState = { kernels: [], sessions: [], tombstones: [] };
 
 /**
  * Reads the state file. A missing file is an empty state; an unreadable or malformed one is
@@ -53,8 +62,9 @@ export function loadState(file: string, logger: Logger): GatewayState {
     const top = record(JSON.parse(text), 'state');
     if (int(top['version'], 'version') !== VERSION) throw new Error(`unknown state file version ${String(top['version'])}`);
     let skipped = 0;
+    // A table past MAX_ROWS keeps its first rows rather than sinking the whole file.
     const rows = <T>(v: unknown, field: string, parse: (r: Record<string, unknown>) => T): T[] =>
-      arr(v, field, MAX_ROWS).flatMap((r) => {
+      arr(Array.isArray(v) ? v.slice(0, MAX_ROWS) : v, field, MAX_ROWS).flatMap((r) => {
         try {
           return [parse(record(r, field))];
         } catch {
@@ -67,6 +77,11 @@ export function loadState(file: string, logger: Logger): GatewayState {
       name: str(r['name'], 'name', { min: 1, max: 256 }),
       baseSpec: str(r['baseSpec'], 'baseSpec', { min: 1, max: 256 }),
       providerId: str(r['providerId'], 'providerId', { re: ADDRESS_RE }),
+      ...(r['dead'] === true ? { dead: true } : {}),
+    }));
+    const tombstones = rows(top['tombstones'] ?? [], 'tombstones', (r) => ({
+      id: str(r['id'], 'id', { re: UUID_RE }).toLowerCase(),
+      providerId: str(r['providerId'], 'providerId', { re: ADDRESS_RE }).toLowerCase(),
     }));
     const known = new Set(kernels.map((k) => k.id));
     const sessions = rows(top['sessions'], 'sessions', (r) => ({
@@ -77,16 +92,26 @@ export function loadState(file: string, logger: Logger): GatewayState {
       kernelId: str(r['kernelId'], 'kernelId', { re: UUID_RE }).toLowerCase(),
     })).filter((s) => known.has(s.kernelId) || (skipped++, false));
     if (skipped > 0) logger.warn('skipped malformed rows of the gateway state file', { file, skipped });
-    return { kernels, sessions };
+    return { kernels, sessions, tombstones };
   } catch (e) {
     logger.warn('the gateway state file is malformed; starting without it', { file, error: errorText(e) });
     return EMPTY;
   }
 }
 
-/** Writes the state file atomically. Throws on I/O errors (the caller logs them). */
+/**
+ * Writes the state file atomically and durably: a temp file of this process, flushed to disk,
+ * then renamed over the old one. Throws on I/O errors (the caller logs them). One gateway per
+ * data dir (the ledger's SQLite is not shared either).
+ */
 export function saveState(file: string, state: GatewayState): void {
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ version: VERSION, kernels: state.kernels, sessions: state.sessions }), { mode: 0o600 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeFileSync(fd, JSON.stringify({ version: VERSION, kernels: state.kernels, sessions: state.sessions, tombstones: state.tombstones }));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, file);
 }

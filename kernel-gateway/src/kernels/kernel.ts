@@ -40,6 +40,8 @@ export interface KernelOptions {
   /** A client with more than this buffered is dropped (it can reconnect and get the replay). */
   readonly clientMaxBufferedBytes: number;
   readonly logger: Logger;
+  /** Called once when the kernel becomes `dead` (the gateway's state file records it). */
+  readonly onDead?: (k: Kernel) => void;
 }
 
 export type SendResult = 'sent' | 'queued' | 'full' | 'dead';
@@ -252,6 +254,7 @@ export class Kernel {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     this.emitStatus('dead');
+    this.opts.onDead?.(this);
   }
 
   // ---- clients ----------------------------------------------------------------------

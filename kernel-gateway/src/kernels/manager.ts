@@ -11,7 +11,7 @@ import { errorText, type Logger } from '../logger.ts';
 import type { ProviderLink } from '../providers/link.ts';
 import type { ProviderEvents, ProviderRegistry } from '../providers/registry.ts';
 import { pickProvider, type PlacementConstraints } from '../scheduler.ts';
-import type { KernelRecord } from '../state-file.ts';
+import type { KernelRecord, TombstoneRecord } from '../state-file.ts';
 import { Kernel, type KernelOptions, type KernelPart } from './kernel.ts';
 
 const isDead = (k: Kernel): boolean => k.state === 'dead';
@@ -43,6 +43,8 @@ export interface StartOptions {
 }
 
 const MAX_TOMBSTONES = 10_000;
+/** Tombstones kept in the state file: the most recent. */
+const SAVED_TOMBSTONES = 1_000;
 /** A receipt waits at most this long for its kernel's `idle` before it is recorded anyway. */
 const RECEIPT_DEFER_MS = 50;
 /**
@@ -79,6 +81,7 @@ export class KernelManager implements ProviderEvents {
       clientHighWaterBytes: opts.clientHighWaterBytes,
       clientMaxBufferedBytes: opts.clientMaxBufferedBytes,
       logger: opts.logger,
+      onDead: () => this.#changed(),
     };
     this.#pingTimer = setInterval(() => this.#pingClients(), opts.clientPingIntervalMs);
     this.#pingTimer.unref();
@@ -121,23 +124,39 @@ export class KernelManager implements ProviderEvents {
 
   /** The kernels to remember across a gateway restart (state-file.ts). */
   records(): KernelRecord[] {
-    return [...this.kernels.values()].map((k) => ({ id: k.id, name: k.name, baseSpec: k.baseSpec, providerId: k.providerId }));
+    return [...this.kernels.values()].map((k) => ({ id: k.id, name: k.name, baseSpec: k.baseSpec, providerId: k.providerId, ...(k.state === 'dead' ? { dead: true } : {}) }));
+  }
+
+  /** The most recent kernels deleted here, to remember across a restart. */
+  tombstoneRecords(): TombstoneRecord[] {
+    return [...this.#tombstones].slice(-SAVED_TOMBSTONES).map(([id, providerId]) => ({ id, providerId }));
   }
 
   /**
-   * Kernels the gateway placed before it restarted (state-file.ts): each is `starting`, with
-   * its provider away, until the provider reconnects and lists it (onAttach re-attaches it, or
-   * kills it if not listed); a provider not back within `graceMs` leaves it `dead`. Messages
-   * clients send meanwhile wait for it, as for any kernel starting.
+   * Kernels the gateway placed before it restarted (state-file.ts). A live one is `starting`,
+   * with its provider away, until the provider reconnects and lists it (onAttach re-attaches
+   * it, or declares it dead if not listed); messages clients send meanwhile wait for it. A
+   * provider not back within `graceMs` does not condemn it: the record is dropped, as if the
+   * gateway had never known it, and a provider that comes back later still gets it adopted. A
+   * kernel dead before the restart stays dead (and is stopped on its provider if it lists it);
+   * one deleted before it (a tombstone) is stopped on its provider too.
    */
-  restore(records: readonly KernelRecord[], graceMs: number): void {
+  restore(records: readonly KernelRecord[], tombstones: readonly TombstoneRecord[], graceMs: number): void {
+    for (const t of tombstones) this.#tombstones.set(t.id, t.providerId.toLowerCase());
     for (const r of records) {
-      if (this.kernels.has(r.id)) continue;
-      const k = new Kernel(r.id, r.name, r.baseSpec, r.providerId, this.#kopts, 'starting');
-      k.graceTimer = setTimeout(() => {
-        k.graceTimer = undefined;
-        k.die(`its provider did not reconnect within ${graceMs} ms of the gateway's restart`);
-      }, graceMs);
+      if (this.kernels.has(r.id) || this.#tombstones.has(r.id)) continue;
+      const k = new Kernel(r.id, r.name, r.baseSpec, r.providerId, this.#kopts, r.dead ? 'dead' : 'starting');
+      if (!r.dead) {
+        k.graceTimer = setTimeout(() => {
+          k.graceTimer = undefined;
+          if (this.kernels.get(k.id) !== k || k.link) return;
+          this.opts.logger.warn('a restored kernel\'s provider did not reconnect; forgetting the kernel until it does', { kernel: k.id, provider: k.providerId, graceMs });
+          this.kernels.delete(k.id);
+          k.dispose(1001, 'its provider did not reconnect after the gateway restarted');
+          for (const l of this.#removedListeners) l(k.id);
+          this.#changed();
+        }, graceMs);
+      }
       this.kernels.set(k.id, k);
     }
     if (records.length > 0) this.opts.logger.info('kernels restored from the state file; waiting for their providers', { kernels: records.length });
