@@ -88,6 +88,8 @@ export interface Proc {
   readonly url: string;
   readonly root: string;
   close(): Promise<void>;
+  /** Stops the gateway as a deploy would, and `downMs` later starts it again on the same port and data dir. */
+  restartGateway?(downMs?: number): Promise<void>;
 }
 
 /** True when Debian's jupyter_server and ipykernel are importable by /usr/bin/python3. */
@@ -223,7 +225,8 @@ export async function startKinesis(token: string, pricePerKwh = 300_000n): Promi
   const root = path.join(base, 'notebooks');
   const { startGateway, silentLogger } = await import('@kinesis/kernel-gateway');
   const { startProvider } = await import('@kinesis/provider-kernel');
-  const gw = await startGateway({ port: 0, token, dataDir: path.join(base, 'gateway'), notebookDir: root, ideDistDir: DIST, logger: silentLogger });
+  const gwOpts = { token, dataDir: path.join(base, 'gateway'), notebookDir: root, ideDistDir: DIST, logger: silentLogger };
+  let gw = await startGateway({ port: 0, ...gwOpts });
   let provider: { close(): Promise<void> } | undefined;
   try {
     provider = await startProvider({ gatewayUrl: gw.url, dataDir: path.join(base, 'provider'), name: 'ide-e2e', pricePerKwh, waitForConnection: true, logger: silentLogger, nvidiaSmi: false });
@@ -242,6 +245,7 @@ export async function startKinesis(token: string, pricePerKwh = 300_000n): Promi
     await rm(base, { recursive: true, force: true });
     throw err;
   }
+  const port = Number(new URL(gw.url).port);
   return {
     url: gw.url,
     root,
@@ -249,6 +253,11 @@ export async function startKinesis(token: string, pricePerKwh = 300_000n): Promi
       await provider?.close();
       await gw.close();
       await rm(base, { recursive: true, force: true });
+    },
+    async restartGateway(downMs = 0) {
+      await gw.close();
+      await new Promise((r) => setTimeout(r, downMs));
+      gw = await startGateway({ port, ...gwOpts });
     },
   };
 }

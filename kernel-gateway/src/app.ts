@@ -259,7 +259,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       // close frame into the middle of a frame being streamed (kernels/client.ts).
       await manager.dispose();
       if (saveQueued) saveNow();
-      await closeSockets([...clientSockets], 1001, 'gateway shutting down', 500);
+      await closeSockets([...clientSockets], 1012, 'gateway restarting', 500);
       await providers.close();
       ledger.close();
     },

@@ -5,13 +5,14 @@
 // costs one document transaction and one render per frame, never one per message.
 import { createSignal } from 'solid-js';
 import type { Accessor } from 'solid-js';
-import type { Kernel, KernelMessage, Session } from '@jupyterlab/services';
+import { ServerConnection, type Kernel, type KernelMessage, type Session } from '@jupyterlab/services';
 import type { Output } from '@kinesis/protocol/notebook/index';
 import type { Services } from '../api/services.ts';
 import type { NotebookModel } from '../model/notebook.ts';
 import { applyIopub } from '../model/outputs.ts';
 import type { OutputState } from '../model/outputs.ts';
 import { parseReceipt, parseVerdict, receiptMetadata, type Verdict } from './receipts.ts';
+import { ReconnectWatcher } from './reconnect.ts';
 import type { Receipt } from './receipts.ts';
 
 export type CellRunState = 'idle' | 'queued' | 'running';
@@ -45,6 +46,7 @@ export class KernelController {
   readonly #execCells = new Map<string, string>();
   readonly #earlyVerdicts = new Map<string, Verdict>();
   #session: Session.ISessionConnection | undefined;
+  #reconnect: ReconnectWatcher | undefined;
   #frame = 0;
   #disposed = false;
 
@@ -125,6 +127,8 @@ export class KernelController {
 
   readonly #onKernelChanged = (): void => {
     const k = this.kernel;
+    this.#reconnect?.dispose();
+    this.#reconnect = undefined;
     this.#setKernelName(k?.name);
     if (!k) {
       this.#setStatus('no kernel');
@@ -137,8 +141,19 @@ export class KernelController {
       if (this.kernel === k) this.#setStatus(s);
       if (s === 'restarting' || s === 'dead' || s === 'autorestarting') this.#clearRunning();
     });
+    // Back at once after the gateway was away (reconnect.ts), not after the library's 10-30 s.
+    const settings = this.services.settings;
+    const watcher = (this.#reconnect = new ReconnectWatcher(k, {
+      kernelReady: async () => {
+        const r = await ServerConnection.makeRequest(new URL(`api/kernels/${encodeURIComponent(k.id)}`, settings.baseUrl).toString(), {}, settings);
+        if (!r.ok) return false;
+        const state = ((await r.json()) as { execution_state?: unknown }).execution_state;
+        return state === 'idle' || state === 'busy';
+      },
+    }));
     k.connectionStatusChanged.connect((_k, s) => {
       if (this.kernel === k) this.#setConnection(s);
+      watcher.check();
     });
     k.iopubMessage.connect((_k, msg) => {
       if (this.kernel === k && (msg.header.msg_type as string) === 'kinesis_usage') this.#onUsage(msg.parent_header as { msg_id?: string }, msg.content);
@@ -331,6 +346,8 @@ export class KernelController {
     this.#disposed = true;
     if (this.#frame) cancelAnimationFrame(this.#frame);
     // Leave the kernel running (as Jupyter does when a tab closes); just disconnect.
+    this.#reconnect?.dispose();
+    this.#reconnect = undefined;
     this.#session?.dispose();
     this.#session = undefined;
   }

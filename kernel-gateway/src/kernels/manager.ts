@@ -427,7 +427,9 @@ export class KernelManager implements ProviderEvents {
     clearInterval(this.#pingTimer);
     this.flushReceipts();
     // Kernels keep running on their providers: a restarted gateway adopts them from hello.
-    for (const k of this.kernels.values()) k.dispose(1001, 'gateway shutting down');
+    // 1012 (Service Restart), not 1001: @jupyterlab/services treats 1000 and 1001 as final and
+    // stops reconnecting, while the kernels and sessions come back with the gateway (state-file.ts).
+    for (const k of this.kernels.values()) k.dispose(1012, 'gateway restarting');
   }
 
   #liveLink(k: Kernel): ProviderLink {
