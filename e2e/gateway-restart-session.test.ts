@@ -4,8 +4,8 @@
 // listed again as soon as the gateway is back, and the same kernel, still running on its
 // provider, answers once the provider has reconnected.
 import { afterAll, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { KernelManager, ServerConnection, SessionManager, type KernelMessage, type Session } from '@jupyterlab/services';
+import { KernelManager, SessionManager, type KernelMessage, type Session } from '@jupyterlab/services';
+import { nodeServerSettings } from '../bench/lib/services-settings.ts';
 import { startStack, type Stack } from '../bench/lib/stack.ts';
 
 let stack: Stack | undefined;
@@ -28,13 +28,7 @@ async function stdout(session: Session.ISessionConnection, code: string): Promis
 
 it('a session survives a gateway crash: still listed while the provider reconnects, same kernel, same state', async () => {
   stack = await startStack();
-  const serverSettings = ServerConnection.makeSettings({
-    baseUrl: stack.url + '/',
-    wsUrl: stack.url.replace('http', 'ws') + '/',
-    token: stack.token,
-    appendToken: true,
-    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
-  });
+  const serverSettings = nodeServerSettings(stack.url, stack.token);
   const kernels = new KernelManager({ serverSettings });
   sessions = new SessionManager({ serverSettings, kernelManager: kernels });
   await sessions.ready;

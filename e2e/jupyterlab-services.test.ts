@@ -2,8 +2,8 @@
 // what JupyterLab and many tools use) drives kernels on a provider through the gateway,
 // both started through their command lines as a user would.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from '@jupyterlab/services';
+import { KernelManager, type Kernel, type KernelMessage } from '@jupyterlab/services';
+import { nodeServerSettings } from '../bench/lib/services-settings.ts';
 import { startStack, type Stack } from '../bench/lib/stack.ts';
 
 let stack: Stack;
@@ -12,13 +12,7 @@ let kernel: Kernel.IKernelConnection;
 
 beforeAll(async () => {
   stack = await startStack();
-  const serverSettings = ServerConnection.makeSettings({
-    baseUrl: stack.url + '/',
-    wsUrl: stack.url.replace('http', 'ws') + '/',
-    token: stack.token,
-    appendToken: true,
-    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
-  });
+  const serverSettings = nodeServerSettings(stack.url, stack.token);
   manager = new KernelManager({ serverSettings });
   await manager.ready;
   const specs = await (await fetch(`${stack.url}/api/kernelspecs`, { headers: { Authorization: `token ${stack.token}` } })).json() as { default: string };

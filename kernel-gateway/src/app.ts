@@ -14,7 +14,7 @@ import { contentsRoutes } from './contents/index.ts';
 import { Router, sendJson, type Route } from './http/router.ts';
 import { acceptChannel } from './kernels/channels.ts';
 import { Culler, type CullOptions } from './kernels/culler.ts';
-import { KernelManager } from './kernels/manager.ts';
+import { CLOSE_RESTARTING, KernelManager } from './kernels/manager.ts';
 import { kernelRoutes } from './kernels/routes.ts';
 import { kernelspecRoutes } from './kernelspecs/routes.ts';
 import { openLedger, usageRoutes, type Ledger } from './ledger/index.ts';
@@ -259,7 +259,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       // close frame into the middle of a frame being streamed (kernels/client.ts).
       await manager.dispose();
       if (saveQueued) saveNow();
-      await closeSockets([...clientSockets], 1012, 'gateway restarting', 500);
+      await closeSockets([...clientSockets], CLOSE_RESTARTING, 'gateway restarting', 500);
       await providers.close();
       ledger.close();
     },

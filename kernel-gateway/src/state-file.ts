@@ -84,13 +84,11 @@ export function loadState(file: string, logger: Logger): GatewayState {
       providerId: str(r['providerId'], 'providerId', { re: ADDRESS_RE }).toLowerCase(),
     }));
     const known = new Set(kernels.map((k) => k.id));
-    const sessions = rows(top['sessions'], 'sessions', (r) => ({
-      id: str(r['id'], 'id', { re: UUID_RE }),
-      path: str(r['path'], 'path', { max: 4096 }),
-      name: str(r['name'], 'name', { max: 4096 }),
-      type: str(r['type'], 'type', { max: 64 }),
-      kernelId: str(r['kernelId'], 'kernelId', { re: UUID_RE }).toLowerCase(),
-    })).filter((s) => known.has(s.kernelId) || (skipped++, false));
+    const sessions = rows(top['sessions'], 'sessions', (r) => {
+      const kernelId = str(r['kernelId'], 'kernelId', { re: UUID_RE }).toLowerCase();
+      if (!known.has(kernelId)) throw new Error('a session of a kernel not in the file');
+      return { id: str(r['id'], 'id', { re: UUID_RE }), path: str(r['path'], 'path', { max: 4096 }), name: str(r['name'], 'name', { max: 4096 }), type: str(r['type'], 'type', { max: 64 }), kernelId };
+    });
     if (skipped > 0) logger.warn('skipped malformed rows of the gateway state file', { file, skipped });
     return { kernels, sessions, tombstones };
   } catch (e) {

@@ -42,6 +42,12 @@ export interface StartOptions {
   readonly constraints?: PlacementConstraints;
 }
 
+/**
+ * Close code for client channels when the gateway stops: 1012 (Service Restart), not 1001,
+ * because @jupyterlab/services treats 1000 and 1001 as final and stops reconnecting, while the
+ * kernels and sessions come back with the gateway (state-file.ts).
+ */
+export const CLOSE_RESTARTING = 1012;
 const MAX_TOMBSTONES = 10_000;
 /** Tombstones kept in the state file: the most recent. */
 const SAVED_TOMBSTONES = 1_000;
@@ -122,6 +128,14 @@ export class KernelManager implements ProviderEvents {
     for (const l of this.#changedListeners) l();
   }
 
+  /** Takes the kernel out of the gateway: its clients are closed with `code`, its sessions go. */
+  #drop(k: Kernel, code: number, reason: string): void {
+    this.kernels.delete(k.id);
+    k.dispose(code, reason);
+    for (const l of this.#removedListeners) l(k.id);
+    this.#changed();
+  }
+
   /** The kernels to remember across a gateway restart (state-file.ts). */
   records(): KernelRecord[] {
     return [...this.kernels.values()].map((k) => ({ id: k.id, name: k.name, baseSpec: k.baseSpec, providerId: k.providerId, ...(k.state === 'dead' ? { dead: true } : {}) }));
@@ -151,10 +165,7 @@ export class KernelManager implements ProviderEvents {
           k.graceTimer = undefined;
           if (this.kernels.get(k.id) !== k || k.link) return;
           this.opts.logger.warn('a restored kernel\'s provider did not reconnect; forgetting the kernel until it does', { kernel: k.id, provider: k.providerId, graceMs });
-          this.kernels.delete(k.id);
-          k.dispose(1001, 'its provider did not reconnect after the gateway restarted');
-          for (const l of this.#removedListeners) l(k.id);
-          this.#changed();
+          this.#drop(k, 1001, 'its provider did not reconnect after the gateway restarted');
         }, graceMs);
       }
       this.kernels.set(k.id, k);
@@ -237,13 +248,10 @@ export class KernelManager implements ProviderEvents {
   async shutdown(id: string, reason: string): Promise<boolean> {
     const k = this.get(id);
     if (!k) return false;
-    this.kernels.delete(k.id);
-    this.#tombstone(k.id, k.providerId);
     const wasDead = k.state === 'dead';
-    k.dispose(1000, 'kernel shut down');
+    this.#tombstone(k.id, k.providerId);
+    this.#drop(k, 1000, 'kernel shut down');
     this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
-    for (const l of this.#removedListeners) l(k.id);
-    this.#changed();
     const link = k.link ?? this.providers.get(k.providerId);
     link?.forgetCredit(k.id);
     if (link && !link.closed && !wasDead) {
@@ -427,9 +435,7 @@ export class KernelManager implements ProviderEvents {
     clearInterval(this.#pingTimer);
     this.flushReceipts();
     // Kernels keep running on their providers: a restarted gateway adopts them from hello.
-    // 1012 (Service Restart), not 1001: @jupyterlab/services treats 1000 and 1001 as final and
-    // stops reconnecting, while the kernels and sessions come back with the gateway (state-file.ts).
-    for (const k of this.kernels.values()) k.dispose(1012, 'gateway restarting');
+    for (const k of this.kernels.values()) k.dispose(CLOSE_RESTARTING, 'gateway restarting');
   }
 
   #liveLink(k: Kernel): ProviderLink {
