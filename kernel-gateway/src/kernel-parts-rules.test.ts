@@ -137,6 +137,19 @@ describe('part rules (the tunnel closes with 1007)', () => {
     expect(p.closeCode).toBeUndefined();
   });
 
+  it('a message the provider takes back (kernel_part_abort) gives its share of the budget back', async () => {
+    const { gw, peer: p, kernelId, other } = await setupPair();
+    const c = await connect(gw, other);
+    for (const part of partsOf(kernelId, output(700 * 1024)).slice(0, 2)) p.sendRaw(part);
+    p.partAbort(kernelId);
+    await settled(p, kernelId);
+    // 700 KiB more fits the 1 MiB budget only if the 700 KiB taken back no longer count.
+    const m = bigOutput(p, other, 700 * 1024);
+    p.sendParts(other, m.frame, PART);
+    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    expect(p.closeCode).toBeUndefined();
+  });
+
   it('a dead kernel takes no message in parts: begun, declared dead again and sent to the end, it holds nothing and reaches no one', async () => {
     const { gw, peer: p, kernelId, other } = await setupPair();
     const onDead = await connect(gw, kernelId, { v1: false });

@@ -19,7 +19,7 @@ describe('welcome', () => {
     const gw = await gateway();
     const p = await peer(gw);
     expect(p.welcomed).toBe(true);
-    expect(p.features).toEqual(['kernel-parts']);
+    expect(p.features).toEqual(['kernel-parts', 'kernel-part-abort']);
     expect(p.maxPartialBytes).toBe(256 * 1024 * 1024);
   });
 
@@ -369,6 +369,32 @@ describe('cut off mid-message', () => {
     await settled(p, kernelId);
     expect(legacy.messages.some(withId(msg.header.msg_id))).toBe(false);
     expect(legacy.ws.readyState).toBe(WebSocket.OPEN);
+    expect(p.closeCode).toBeUndefined();
+  });
+
+  it('a message the provider takes back (kernel_part_abort) reaches no one: the streamed client is cut off, the legacy client and the tunnel carry on, the budget is given back', async () => {
+    const { gw, peer: p, kernelId } = await setup();
+    const streamed = await connect(gw, kernelId, { v1: true });
+    const legacy = await connect(gw, kernelId, { v1: false });
+    const { msg, frame } = bigOutput(p, kernelId);
+    const parts = partsOf(kernelId, frame);
+    for (const part of parts.slice(0, -1)) p.sendRaw(part);
+    await settled(p, kernelId);
+    p.partAbort(kernelId);
+    expect((await streamed.closed).code).toBe(1006);
+    // The kernel's next message in parts starts over at offset 0 and arrives whole; an abort
+    // with nothing under way (here, for another kernel id and then again) is ignored.
+    p.partAbort(kernelId);
+    p.partAbort('00000000-0000-4000-8000-000000000000');
+    const next = bigOutput(p, kernelId, 300_000);
+    p.sendParts(kernelId, next.frame, PART);
+    expect((await legacy.waitFor(withId(next.msg.header.msg_id), WAIT)).content['text']).toBe(next.text);
+    expect(legacy.messages.some(withId(msg.header.msg_id))).toBe(false);
+    const again = await connect(gw, kernelId, { v1: true });
+    const third = bigOutput(p, kernelId, 300_000);
+    p.sendParts(kernelId, third.frame, PART);
+    expect((await again.waitFor(withId(third.msg.header.msg_id), WAIT)).content['text']).toBe(third.text);
+    expect(again.messages.some(withId(msg.header.msg_id))).toBe(false);
     expect(p.closeCode).toBeUndefined();
   });
 

@@ -10,6 +10,7 @@ import { KernelManager, ServerConnection, type Kernel, type KernelMessage } from
 import { startProvider, type RunningProvider } from '@kinesis/provider-kernel';
 import { silentLogger } from './logger.ts';
 import { startTestGateway, TestClient, until, type TestGateway } from './testing/harness.ts';
+import type { JupyterMessage } from '@kinesis/protocol';
 
 let gw: TestGateway;
 let provider: RunningProvider;
@@ -129,4 +130,35 @@ describe('real provider + ipykernel through the gateway', () => {
     expect(reply.content.status).toBe('ok');
     expect(iopub.some((m) => m.header.msg_type === 'stream' && (m.content as { text: string }).text.includes('False'))).toBe(true);
   });
+
+  it('large output that fails its signature check is taken back mid-stream: the streamed client is cut off, nothing of it is delivered, the tunnel and the other kernel carry on', async () => {
+    // The provider sends large output on while it checks the kernel's signature on it
+    // (docs/protocols.md, "Large output in parts"). A kernel that signs with another key from
+    // here on stands in for a message forged on the kernel's socket.
+    const victim = await manager.startNew({ name: 'python3-cpu' });
+    try {
+      await victim.info;
+      const streamed = await TestClient.connect(gw.url, victim.id, { v1: true });
+      const legacy = await TestClient.connect(gw.url, victim.id, { v1: false });
+      streamed.request('shell', 'execute_request', {
+        code: "get_ipython().kernel.session.key = b'not the key'\nprint('x' * 3_000_000)",
+        silent: false,
+        store_history: false,
+        user_expressions: {},
+        allow_stdin: false,
+        stop_on_error: true,
+      });
+      expect((await streamed.closed).code).toBe(1006); // cut off mid-frame
+      await new Promise((r) => setTimeout(r, 500));
+      const forged = (m: JupyterMessage): boolean => m.header.msg_type === 'stream' && String(m.content['text']).startsWith('xxxx');
+      expect([...streamed.messages, ...legacy.messages].some(forged)).toBe(false);
+      expect(legacy.ws.readyState).toBe(WebSocket.OPEN);
+      expect((await gw.api('/api/providers')).body[0]).toMatchObject({ id: provider.address, kernels: 2 });
+      const { reply } = await run('1+1');
+      expect(reply.content.status).toBe('ok');
+      legacy.ws.terminate();
+    } finally {
+      await victim.shutdown();
+    }
+  }, 30_000);
 });

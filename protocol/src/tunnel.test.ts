@@ -48,6 +48,7 @@ describe('tunnel frames', () => {
       { type: 'reply', id: 5, ok: false, error: 'no such spec' },
       { type: 'kernel_status', kernelId: id, status: 'dead', reason: 'exit 137' },
       { type: 'kernel_receipt', kernelId: id, receipt: { message: { seq: '3' }, signature: '0x00' } },
+      { type: 'kernel_part_abort', kernelId: id },
     ];
     for (const m of msgs) {
       const f = decodeFrame(encodeControl(m));
@@ -76,6 +77,8 @@ describe('tunnel frames', () => {
     // A closing receipt must be an object (its fields are the ledger's to judge) for a valid kernel id.
     expect(() => decodeFrame(encodeControl({ type: 'kernel_receipt', kernelId: randomUUID(), receipt: 'x' } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
     expect(() => decodeFrame(encodeControl({ type: 'kernel_receipt', kernelId: 'nope', receipt: {} } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
+    expect(() => decodeFrame(encodeControl({ type: 'kernel_part_abort', kernelId: '../x' } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
+    expect(() => decodeFrame(encodeControl({ type: 'kernel_part_abort' } as ControlMessage))).toThrow(expect.objectContaining({ closeCode: 1007 }));
   });
 
   it('drops environment variables a stranger must not set', () => {

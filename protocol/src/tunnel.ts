@@ -22,8 +22,11 @@ export const FrameKind = { Control: 0x01, Kernel: 0x02, Credit: 0x03, KernelPart
  * Features a gateway names in `welcome`; a provider uses one only when its gateway named it.
  * - `kernel-parts`: a large kernel message may cross as KERNEL PART frames (docs/protocols.md),
  *   which the gateway forwards to clients as they arrive instead of after the whole message.
+ * - `kernel-part-abort`: the provider may take back a message in parts it has begun
+ *   (`kernel_part_abort`), so it can start sending large output while it still checks the
+ *   kernel's signature on it, and withdraw it if the check fails.
  */
-export const TUNNEL_FEATURES = ['kernel-parts'] as const;
+export const TUNNEL_FEATURES = ['kernel-parts', 'kernel-part-abort'] as const;
 export type TunnelFeature = (typeof TUNNEL_FEATURES)[number];
 /** Bytes of a KERNEL PART frame's header: kind, kernel id, total length, offset. */
 export const KERNEL_PART_HEADER_BYTES = 33;
@@ -110,8 +113,15 @@ export type KernelRequest = StartKernel | InterruptKernel | RestartKernel | Shut
  * the gateway's ledger, which records a bad one as rejected rather than failing the tunnel.
  */
 export interface KernelReceiptEvent { readonly type: 'kernel_receipt'; readonly kernelId: string; readonly receipt: unknown }
+/**
+ * The kernel's message in parts that is under way will not be finished: the gateway drops
+ * what it has of it, and the kernel's next message in parts starts at offset 0
+ * (docs/protocols.md, "Large output in parts"). Sent only to a gateway that offers
+ * `kernel-part-abort`.
+ */
+export interface KernelPartAbortEvent { readonly type: 'kernel_part_abort'; readonly kernelId: string }
 
-export type ControlMessage = Challenge | Hello | Welcome | KernelRequest | Reply | KernelStatusEvent | KernelReceiptEvent | Advertise;
+export type ControlMessage = Challenge | Hello | Welcome | KernelRequest | Reply | KernelStatusEvent | KernelReceiptEvent | KernelPartAbortEvent | Advertise;
 
 export type TunnelFrame =
   | { readonly kind: 'control'; readonly message: ControlMessage }
@@ -350,6 +360,8 @@ export function validateControl(v: unknown): ControlMessage {
       if (!isRecord(receipt)) throw malformed('receipt must be an object');
       return { type, kernelId: kernelId(m['kernelId']), receipt };
     }
+    case 'kernel_part_abort':
+      return { type, kernelId: kernelId(m['kernelId']) };
     default:
       throw malformed(`unknown control message type ${JSON.stringify(String(type)).slice(0, 64)}`);
   }

@@ -77,6 +77,7 @@ export class PartedMessage {
   /** Length of the v1 frame the parts make up. */
   readonly total: number;
   #offset = 0;
+  #held = false;
   readonly #segments: Uint8Array[];
 
   constructor(
@@ -107,6 +108,24 @@ export class PartedMessage {
 
   get started(): boolean {
     return this.#offset > 0;
+  }
+
+  /** Holds the last part back, and the message whole, until release(): its signature is still being checked. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  release(): void {
+    this.#held = false;
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /** Can next() be called now? Not for the last part of a held message. */
+  get partReady(): boolean {
+    return !this.#held || this.#partEnd(this.#offset) < this.total;
   }
 
   get done(): boolean {

@@ -17,16 +17,26 @@ import { buildKernelEnv } from './kernel-env.ts';
 import { KernelProcess } from './kernel-process.ts';
 import type { LocalKernelSpec } from './kernelspecs.ts';
 import type { Logger } from './logger.ts';
-import { fromZmqFrames, peekHeader, toZmqFrames, type HeaderPeek, type WireParts } from './wire.ts';
+import { DeferredSignature, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
 import { KernelChannels } from './zmq-channels.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'stopping' | 'dead' | 'stopped';
 
+/**
+ * iopub output with at least this many bytes of content has its signature checked after it is
+ * handed on (`onMessage`'s `unchecked`), so that its first parts cross the tunnel meanwhile.
+ */
+export const DEFER_SIGNATURE_BYTES = 1024 * 1024;
+
 export interface KernelHooks {
-  /** A signature-checked message from the kernel, for the clients. */
-  onMessage(kernel: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined): void;
+  /**
+   * A message from the kernel, for the clients. Its signature is checked, unless `unchecked`
+   * is given (iopub output of DEFER_SIGNATURE_BYTES and more, once the kernel's iopub works):
+   * then the hook checks it, and no client may get the end of the message before it passed.
+   */
+  onMessage(kernel: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature): void;
   /** Lifecycle changes the kernel cannot announce itself (tunnel `kernel_status`). */
   onStatus(kernel: Kernel, status: 'starting' | 'restarting' | 'dead', reason?: string): void;
 }
@@ -73,7 +83,7 @@ export class Kernel {
   private generation = 0;
   private iopubSeen = false;
   private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
-  private badSignatures = 0;
+  private badMessages = 0;
   private lifecycle: Promise<void> = Promise.resolve();
   /** Set by shutdown() at once, so a start still waiting for the kernel gives up now. */
   private abandoned = false;
@@ -311,16 +321,20 @@ export class Kernel {
 
   private onFrames(gen: number, channel: Channel, frames: Buffer[]): void {
     if (gen !== this.generation) return; // a previous process's socket still draining
-    let parts: WireParts;
+    let m: SignedParts;
     try {
-      parts = fromZmqFrames(this.key, frames);
+      m = splitZmqFrames(frames);
     } catch (e) {
-      // A message we cannot authenticate is not from our kernel: drop it. Log the first
-      // few and then every 1000th so a flood cannot fill the log.
-      this.badSignatures++;
-      if (this.badSignatures <= 5 || this.badSignatures % 1000 === 0) {
-        this.o.logger.warn('dropping kernel message', { kernelId: this.id, channel, reason: errorText(e), count: this.badSignatures });
-      }
+      this.dropMessage(channel, errorText(e));
+      return;
+    }
+    const parts = m.parts;
+    // Large output goes on unchecked; the provider checks it while it is sent. Anything the
+    // provider itself acts on (statuses, replies to its own requests, the first iopub message,
+    // which tells it iopub works) is checked first.
+    let defer = channel === 'iopub' && this.iopubSeen && parts.content.length >= DEFER_SIGNATURE_BYTES;
+    if (!defer && !signatureMatches(this.key, m)) {
+      this.dropMessage(channel, 'kernel message has a bad HMAC signature');
       return;
     }
     const header = peekHeader(parts.header);
@@ -329,6 +343,13 @@ export class Kernel {
       return;
     }
     const parent = parts.parent.length > 2 ? peekHeader(parts.parent) : undefined;
+    if (defer && (header.msgType === 'status' || parent?.session === this.ownSession)) {
+      defer = false;
+      if (!signatureMatches(this.key, m)) {
+        this.dropMessage(channel, 'kernel message has a bad HMAC signature');
+        return;
+      }
+    }
     if (channel === 'iopub') this.iopubSeen = true;
     if (parent?.session === this.ownSession) {
       if (channel !== 'iopub') {
@@ -341,7 +362,18 @@ export class Kernel {
       return;
     }
     if (channel === 'iopub' && header.msgType === 'status') this.trackStatus(parts.content);
-    this.o.hooks.onMessage(this, channel, parts, header, parent);
+    this.o.hooks.onMessage(this, channel, parts, header, parent, defer ? new DeferredSignature(this.key, m) : undefined);
+  }
+
+  /**
+   * Drops a message that is malformed or not signed with this kernel's key (not from our
+   * kernel). Logs the first few and then every 1000th, so a flood cannot fill the log.
+   */
+  dropMessage(channel: Channel, reason: string): void {
+    this.badMessages++;
+    if (this.badMessages <= 5 || this.badMessages % 1000 === 0) {
+      this.o.logger.warn('dropping kernel message', { kernelId: this.id, channel, reason, count: this.badMessages });
+    }
   }
 
   private trackStatus(content: Buffer): void {

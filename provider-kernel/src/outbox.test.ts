@@ -521,6 +521,77 @@ describe('outbox: messages in parts', () => {
     expect(reassemble(sock.sent.slice(before)).map((g) => g.v1.equals(next.expected))).toEqual([true]);
   });
 
+  it('a held message (signature still being checked) sends all but its last part; the kernel\'s next frames wait behind it until it is released', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock, 1 << 30);
+    const { m, expected } = parted({ total: 5000 });
+    m.hold();
+    out.enqueue('k', { frame: m, droppable: true });
+    out.enqueue('k', { frame: frame('reply', 100), droppable: false });
+    sock.drain();
+    sock.drain();
+    expect(sock.sent.length).toBe(4); // 5 parts: the last waits, and the reply behind it
+    expect(sock.sent.every(isPart)).toBe(true);
+    expect(m.partReady).toBe(false);
+    m.release();
+    out.resume();
+    sock.drain();
+    sock.drain();
+    expect(reassemble(sock.sent.filter(isPart)).map((g) => g.v1.equals(expected))).toEqual([true]);
+    expect(tagOf(sock.sent.at(-1)!)).toBe('reply');
+    expect(out.queued('k')).toBe(0);
+  });
+
+  it('a held message is never sent whole: to a gateway without parts it waits for the verdict', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock, 1 << 30, { parts: false });
+    const { m, expected } = parted({ total: 5000 });
+    m.hold();
+    out.enqueue('k', { frame: m, droppable: true });
+    sock.drain();
+    expect(sock.sent).toHaveLength(0);
+    m.release();
+    out.resume();
+    sock.drain();
+    expect(sock.sent).toHaveLength(1);
+    expect(sock.sent[0]!.subarray(17).equals(expected)).toBe(true);
+  });
+
+  it('discards a held message: before it began nothing of it goes out; after, the caller is told to abort it; the budget and the queue are given back', () => {
+    const out = new Outbox({ highWaterMark: 1 });
+    const sock = new SlowSocket();
+    out.addKernel('k');
+    out.attach(sock, 1 << 30, { maxPartialBytes: 6000 });
+    // Begun: 4 of 5 parts out, then taken back.
+    const a = parted({ tag: 'a', total: 5000 });
+    a.m.hold();
+    out.enqueue('k', { frame: a.m, droppable: true });
+    sock.drain();
+    sock.drain();
+    expect(sock.sent.length).toBe(4);
+    expect(out.discard('k', a.m)).toBe(true);
+    expect(out.discard('k', a.m)).toBe(false); // already gone
+    // Not begun: queued behind another message, taken back from the middle of the queue.
+    const b = parted({ tag: 'b', total: 5000 });
+    const c = parted({ tag: 'c', total: 5000 });
+    b.m.hold();
+    out.enqueue('k', { frame: frame('first', 100), droppable: false });
+    out.enqueue('k', { frame: b.m, droppable: true });
+    out.enqueue('k', { frame: c.m, droppable: true });
+    expect(out.discard('k', b.m)).toBe(false);
+    for (let i = 0; i < 20; i++) sock.drain();
+    const after = sock.sent.slice(4);
+    expect(tagOf(after[0]!)).toBe('first');
+    // c fits the 6,000-byte budget only because a's 5,000 were given back.
+    expect(reassemble(after.filter(isPart)).map((g) => g.v1.equals(c.expected))).toEqual([true]);
+    expect(out.queued('k')).toBe(0);
+    expect(out.discard('nobody', c.m)).toBe(false);
+  });
+
   it('seeded: parts and frames of four kernels, with drops of the tunnel, arrive whole, in order, once', () => {
     for (const seed of [11, 12, 13, 14, 15, 16]) {
       const rand = prng(seed);

@@ -18,6 +18,9 @@
 //   until others finish, first come first served (while one waits, no other kernel begins a
 //   message that would take the room it waits for); a message larger than the whole budget
 //   can never cross and is dropped like a frame that is too large.
+// - a message in parts whose signature is still being checked is held (PartedMessage.hold):
+//   its parts go out but the last, and its lane waits there until it is released (resume) or
+//   taken back (discard).
 import { DEFAULT_MAX_PARTIAL_BYTES } from '@kinesis/protocol/tunnel';
 import type { PartedMessage } from './kernel-frame.ts';
 
@@ -182,6 +185,31 @@ export class Outbox {
     this.pump();
   }
 
+  /** Sends what waited for a held message to be released. */
+  resume(): void {
+    this.pump();
+  }
+
+  /**
+   * Takes back a message in parts (its signature check failed), wherever it is in its lane.
+   * Returns true when some of its parts went out on the current connection: the gateway must
+   * then be told that the message will not be finished.
+   */
+  discard(id: string, m: PartedMessage): boolean {
+    const lane = this.lanes.get(id);
+    if (!lane) return false;
+    const i = lane.queue.findIndex((f, at) => at >= lane.head && f !== 'notice' && f !== undefined && f.frame === m);
+    if (i < 0) return false;
+    const begun = m.started; // a message cut off with its connection was rewound (restartParts)
+    lane.queuedBytes -= m.remainingWireBytes;
+    if (i === lane.head) {
+      if (begun) this.unfinished -= m.total;
+      this.advance(lane);
+    } else lane.queue.splice(i, 1);
+    this.pump();
+    return begun;
+  }
+
   /** Control frames bypass credit; dropped while detached (their connection is gone). */
   sendControl(frame: Buffer): boolean {
     const s = this.sock;
@@ -234,12 +262,19 @@ export class Outbox {
     const n = this.ring.length;
     for (let i = 0; i < n; i++) {
       const lane = this.ring[(this.next + i) % n] as Lane;
-      if (lane.head < lane.queue.length && lane.credit > 0 && !this.overBudget(lane)) {
+      if (lane.head < lane.queue.length && lane.credit > 0 && this.ready(lane) && !this.overBudget(lane)) {
         this.next = (this.next + i + 1) % n;
         return lane;
       }
     }
     return undefined;
+  }
+
+  /** False while the lane's head is a held message with only its last part (or itself whole) left to send. */
+  private ready(lane: Lane): boolean {
+    const item = lane.queue[lane.head];
+    if (item === undefined || item === 'notice' || Buffer.isBuffer(item.frame)) return true;
+    return this.partsAccepted ? item.frame.partReady : !item.frame.held;
   }
 
   /** The message at the head of the lane when it is one in parts not begun yet. */

@@ -32,7 +32,7 @@ import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './me
 import { Outbox, type OutboxOptions, type OutboxSocket } from './outbox.ts';
 import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
 import { gpuEnv } from './kernel-env.ts';
-import { isJsonObject, type HeaderPeek, type WireParts } from './wire.ts';
+import { isJsonObject, type DeferredSignature, type HeaderPeek, type WireParts } from './wire.ts';
 
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
@@ -95,6 +95,8 @@ export class Provider {
   private tunnelTcp: Duplex | undefined;
   /** The gateway of the current tunnel takes messages in parts. */
   private partsAccepted = false;
+  /** The gateway takes `kernel_part_abort`: large output may start out before its signature is checked. */
+  private partAbortAccepted = false;
   private readonly batcher: ExecutionBatcher;
   /** Closing receipts that found the tunnel down. */
   private unsentReceipts: KernelReceiptEvent[] = [];
@@ -121,6 +123,7 @@ export class Provider {
         onWelcome: (ws, w, tcp) => {
           this.tunnelTcp = tcp;
           this.partsAccepted = w.features?.includes('kernel-parts') ?? false;
+          this.partAbortAccepted = w.features?.includes('kernel-part-abort') ?? false;
           this.batcher.reset();
           this.outbox.attach(wsSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
           for (const e of this.kernels.values()) {
@@ -342,12 +345,22 @@ export class Provider {
       const sent = this.sendStatus(k.id, status, reason);
       if (status === 'dead' && e && !sent) e.deadUnsent = true;
     },
-    onMessage: (k, channel, parts, header, parent) => this.toGateway(k, channel, parts, header, parent),
+    onMessage: (k, channel, parts, header, parent, unchecked) => this.toGateway(k, channel, parts, header, parent, unchecked),
   };
 
-  private toGateway(k: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined): void {
+  private toGateway(k: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature): void {
     const entry = this.kernels.get(k.id);
     if (!entry) return;
+    const partBytes = this.o.partBytes ?? DEFAULT_PART_BYTES;
+    // Only output goes in parts: the gateway reads replies (receipts) and statuses whole.
+    const parted = this.partsAccepted && partBytes > 0 && channel === 'iopub' && header.msgType !== 'status' && wireLength(parts) > partBytes;
+    // Output whose signature is unchecked starts out before the check ends only in parts, to a
+    // gateway that can be told to drop it; otherwise it is checked now.
+    const early = unchecked !== undefined && parted && this.partAbortAccepted;
+    if (unchecked && !early && !unchecked.now()) {
+      k.dropMessage(channel, 'kernel message has a bad HMAC signature');
+      return;
+    }
     let metadata = parts.metadata;
     const state = channel === 'iopub' && header.msgType === 'status' ? executionState(parts.content) : undefined;
     const t = entry.tracker;
@@ -358,14 +371,32 @@ export class Provider {
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }
-    const partBytes = this.o.partBytes ?? DEFAULT_PART_BYTES;
-    // Only output goes in parts: the gateway reads replies (receipts) and statuses whole.
-    const frame =
-      this.partsAccepted && partBytes > 0 && channel === 'iopub' && header.msgType !== 'status' && wireLength(parts) > partBytes
-        ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes)
-        : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
+    const frame = parted ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes) : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
+    if (early) (frame as PartedMessage).hold();
     this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
     this.batcher.onMessage(k.id, channel, header.msgType, parent?.msgType, parent?.msgId, state);
+    if (early) this.checkWhileSending(k, channel, frame as PartedMessage, unchecked, partBytes);
+  }
+
+  /**
+   * Checks the signature of output whose first parts are already on their way (one part's
+   * worth of bytes per event-loop turn, so the parts keep flowing), then lets its last part go,
+   * or takes it back and tells the gateway to drop what it has of it.
+   */
+  private checkWhileSending(k: Kernel, channel: Channel, m: PartedMessage, sig: DeferredSignature, step: number): void {
+    sig.inSteps(
+      step,
+      (ok) => {
+        if (ok) {
+          m.release();
+          this.outbox.resume();
+          return;
+        }
+        k.dropMessage(channel, 'kernel message has a bad HMAC signature (found while it was being sent)');
+        if (this.outbox.discard(k.id, m)) this.outbox.sendControl(encodeControl({ type: 'kernel_part_abort', kernelId: k.id }));
+      },
+      () => !m.partReady, // only the last part is left: it waits for the verdict
+    );
   }
 
   private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {

@@ -4,7 +4,7 @@ import { decodeV1 } from '@kinesis/protocol/jupyter/ws-framing';
 import { decodeFrame } from '@kinesis/protocol/tunnel';
 import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
 import { kernelFrameFromParts, kernelIdBytes } from './kernel-frame.ts';
-import { DELIMITER, fromZmqFrames, sign, toZmqFrames, type WireParts } from './wire.ts';
+import { DeferredSignature, DELIMITER, fromZmqFrames, sign, splitZmqFrames, toZmqFrames, type WireParts } from './wire.ts';
 
 const key = Buffer.from('5f1c2c2f0c6e4f0b8f6b3f0c2c1f0a1e', 'latin1');
 const j = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -51,6 +51,54 @@ describe('Jupyter ZMQ wire protocol', () => {
     expect(() => fromZmqFrames(key, [Buffer.from('x')])).toThrow(/delimiter/);
     expect(() => fromZmqFrames(key, [DELIMITER, Buffer.from('sig'), j({})])).toThrow(/fewer than four/);
     expect(() => fromZmqFrames(Buffer.from('other key'), toZmqFrames(key, parts(prng(3))))).toThrow(/bad HMAC/);
+  });
+
+  it('checks a deferred signature at once or in steps, one step per event-loop turn, with the same verdict (seeded)', async () => {
+    const rand = prng(11);
+    const inSteps = (d: DeferredSignature, step: number, waiting?: () => boolean): Promise<{ ok: boolean; turns: number }> =>
+      new Promise((resolve) => {
+        let turns = 0;
+        let counting = true;
+        const count = (): void => {
+          if (!counting) return;
+          turns++;
+          setImmediate(count);
+        };
+        setImmediate(count);
+        let sync = true;
+        d.inSteps(
+          step,
+          (ok) => {
+            counting = false;
+            resolve({ ok, turns: sync ? -1 : turns });
+          },
+          waiting,
+        );
+        sync = false;
+      });
+    for (let i = 0; i < 20; i++) {
+      const p = { ...parts(rand), content: randomBytes(rand, 1 + Math.floor(rand() * 50_000)) };
+      const good = splitZmqFrames(toZmqFrames(key, p));
+      expect(new DeferredSignature(key, good).now()).toBe(true);
+      expect((await inSteps(new DeferredSignature(key, good), 1 + Math.floor(rand() * 20_000))).ok).toBe(true);
+      // One byte changed anywhere in the content, or the wrong key: rejected either way.
+      const bad = splitZmqFrames(toZmqFrames(key, p).map((f) => Buffer.from(f)));
+      const at = Math.floor(rand() * bad.parts.content.length);
+      bad.parts.content[at] = (bad.parts.content[at] ?? 0) ^ 0x20;
+      expect(new DeferredSignature(key, bad).now()).toBe(false);
+      expect((await inSteps(new DeferredSignature(key, bad), 1 + Math.floor(rand() * 20_000))).ok).toBe(false);
+      expect((await inSteps(new DeferredSignature(Buffer.from('other key'), good), 4096)).ok).toBe(false);
+    }
+    // 1 MiB in 64 KiB steps takes several turns; once the caller only waits on the verdict,
+    // the rest goes in one step.
+    const big = splitZmqFrames(toZmqFrames(key, { ...parts(prng(5)), content: Buffer.alloc(1 << 20, 0x61) }));
+    const stepped = await inSteps(new DeferredSignature(key, big), 64 * 1024);
+    expect(stepped.ok).toBe(true);
+    expect(stepped.turns).toBeGreaterThanOrEqual(4);
+    expect(await inSteps(new DeferredSignature(key, big), 64 * 1024, () => true)).toEqual({ ok: true, turns: -1 });
+    // An empty key means signing is off (Jupyter): nothing to check.
+    expect((await inSteps(new DeferredSignature(Buffer.alloc(0), big), 1)).ok).toBe(true);
+    expect(() => new DeferredSignature(key, big).inSteps(0, () => undefined)).toThrow(RangeError);
   });
 
   it('builds tunnel KERNEL frames that the protocol decoders read back exactly (seeded)', () => {

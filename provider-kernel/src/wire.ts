@@ -38,11 +38,17 @@ export function toZmqFrames(key: Buffer, p: WireParts): Buffer[] {
   return [DELIMITER, Buffer.from(sign(key, p.header, p.parent, p.metadata, p.content), 'latin1'), p.header, p.parent, p.metadata, p.content, ...p.buffers];
 }
 
+/** A kernel message's parts and the signature it came with, not yet checked. */
+export interface SignedParts {
+  readonly parts: WireParts;
+  readonly signature: Buffer;
+}
+
 /**
- * Parses frames received from a kernel and verifies their signature in constant time.
- * Throws KernelError for a malformed message or a bad signature (the caller drops and logs it).
+ * Splits frames received from a kernel into their parts, checking their structure only.
+ * Throws KernelError for a malformed message (the caller drops and logs it).
  */
-export function fromZmqFrames(key: Buffer, frames: readonly Buffer[]): WireParts {
+export function splitZmqFrames(frames: readonly Buffer[]): SignedParts {
   let d = -1;
   for (let i = 0; i < frames.length && i < 64; i++) {
     if ((frames[i] as Buffer).equals(DELIMITER)) {
@@ -53,13 +59,72 @@ export function fromZmqFrames(key: Buffer, frames: readonly Buffer[]): WireParts
   if (d < 0) throw new KernelError('kernel message has no <IDS|MSG> delimiter');
   if (frames.length < d + 6) throw new KernelError('kernel message has fewer than four JSON parts');
   if (frames.length - d - 6 > MAX_BUFFERS) throw new KernelError('kernel message has too many buffers');
-  const sig = frames[d + 1] as Buffer;
   const [header, parent, metadata, content] = frames.slice(d + 2, d + 6) as [Buffer, Buffer, Buffer, Buffer];
-  if (key.length > 0) {
-    const want = Buffer.from(sign(key, header, parent, metadata, content), 'latin1');
-    if (sig.length !== want.length || !timingSafeEqual(sig, want)) throw new KernelError('kernel message has a bad HMAC signature');
+  return { parts: { header, parent, metadata, content, buffers: frames.slice(d + 6) }, signature: frames[d + 1] as Buffer };
+}
+
+/** Constant-time check of a message's signature (an empty key: Jupyter's signing is off). */
+export function signatureMatches(key: Buffer, m: SignedParts): boolean {
+  if (key.length === 0) return true;
+  const p = m.parts;
+  return digestMatches(Buffer.from(sign(key, p.header, p.parent, p.metadata, p.content), 'latin1'), m.signature);
+}
+
+function digestMatches(want: Buffer, got: Buffer): boolean {
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/**
+ * Parses frames received from a kernel and verifies their signature in constant time.
+ * Throws KernelError for a malformed message or a bad signature (the caller drops and logs it).
+ */
+export function fromZmqFrames(key: Buffer, frames: readonly Buffer[]): WireParts {
+  const m = splitZmqFrames(frames);
+  if (!signatureMatches(key, m)) throw new KernelError('kernel message has a bad HMAC signature');
+  return m.parts;
+}
+
+/**
+ * A message's signature left to be checked after the message was handed on: large output
+ * starts crossing the tunnel while it is checked, and its last part waits for the verdict
+ * (docs/protocols.md, "Large output in parts").
+ */
+export class DeferredSignature {
+  constructor(
+    private readonly key: Buffer,
+    private readonly m: SignedParts,
+  ) {}
+
+  /** The verdict, all at once. */
+  now(): boolean {
+    return signatureMatches(this.key, this.m);
   }
-  return { header, parent, metadata, content, buffers: frames.slice(d + 6) };
+
+  /**
+   * The verdict to `done`, hashing `step` bytes of content per event-loop turn (the first at
+   * once). Between steps the event loop hands the parts already sent on to the socket, so the
+   * gateway and its clients work on them while the rest is hashed. Once `waiting()` says
+   * nothing else is left to do but wait for the verdict, the rest is hashed in one go.
+   */
+  inSteps(step: number, done: (ok: boolean) => void, waiting: () => boolean = () => false): void {
+    if (!Number.isSafeInteger(step) || step < 1) throw new RangeError(`step must be a positive integer, not ${step}`);
+    if (this.key.length === 0) {
+      done(true);
+      return;
+    }
+    const p = this.m.parts;
+    const h = createHmac('sha256', this.key);
+    h.update(p.header);
+    h.update(p.parent);
+    h.update(p.metadata);
+    const go = (at: number): void => {
+      const end = waiting() ? p.content.length : at + step;
+      h.update(p.content.subarray(at, end));
+      if (end < p.content.length) setImmediate(go, end);
+      else done(digestMatches(Buffer.from(h.digest('hex'), 'latin1'), this.m.signature));
+    };
+    go(0);
+  }
 }
 
 /** The fields of a header we route on; everything else stays bytes. */

@@ -224,6 +224,11 @@ export class Kernel {
     }
   }
 
+  /** The provider took back the message in parts under way (its signature check failed there). */
+  abortParts(link: ProviderLink): void {
+    if (link === this.link) this.#abortInflight();
+  }
+
   /** A message in parts that will never be completed: its streamed clients cannot be saved. */
   #abortInflight(): void {
     const m = this.#inflight;

@@ -397,6 +397,10 @@ export class KernelManager implements ProviderEvents {
    * (live or shut down here), after any execute_reply receipts still waiting, so the
    * ledger sees them in sequence.
    */
+  onKernelPartAbort(link: ProviderLink, kernelId: string): void {
+    this.kernels.get(kernelId)?.abortParts(link);
+  }
+
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void {
     const k = this.kernels.get(ev.kernelId);
     const owner = k ? k.providerId.toLowerCase() : this.#tombstones.get(ev.kernelId);

@@ -41,6 +41,8 @@ export interface LinkHandlers {
    * and the link gives up on the rest of that message (abandonParts).
    */
   onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean;
+  /** The provider took back the kernel's message in parts under way (`kernel_part_abort`): it will not be finished. */
+  onKernelPartAbort(link: ProviderLink, kernelId: string): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
   onAdvertise(link: ProviderLink): void;
@@ -308,6 +310,15 @@ export class ProviderLink {
       case 'kernel_receipt':
         this.handlers.onKernelReceipt(this, msg);
         return;
+      case 'kernel_part_abort': {
+        // Nothing under way (never begun, finished, or already given up on here): nothing to do.
+        const p = this.#partial.get(msg.kernelId);
+        if (!p) return;
+        this.#partial.delete(msg.kernelId);
+        this.#partialBytes -= p.total;
+        this.handlers.onKernelPartAbort(this, msg.kernelId);
+        return;
+      }
       case 'advertise':
         this.#applyOffer(msg);
         this.handlers.onAdvertise(this);

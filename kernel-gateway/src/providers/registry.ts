@@ -14,6 +14,7 @@ export interface ProviderEvents {
   onDetach(link: ProviderLink): void;
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
   onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean;
+  onKernelPartAbort(link: ProviderLink, kernelId: string): void;
   onKernelStatus(link: ProviderLink, ev: KernelStatusEvent): void;
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void;
 }
@@ -74,6 +75,7 @@ export class ProviderRegistry {
       {
         onKernelFrame: (l, k, p, n) => events.onKernelFrame(l, k, p, n),
         onKernelPart: (l, k, p, n) => events.onKernelPart(l, k, p, n),
+        onKernelPartAbort: (l, k) => events.onKernelPartAbort(l, k),
         onKernelStatus: (l, ev) => events.onKernelStatus(l, ev),
         onKernelReceipt: (l, ev) => events.onKernelReceipt(l, ev),
         onAdvertise: () => this.opts.logger.info('provider updated its offer', { provider: link.id }),

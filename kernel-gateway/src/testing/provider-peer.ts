@@ -292,6 +292,11 @@ export class ProviderPeer {
     this.#control({ type: 'kernel_status', kernelId, status, ...(reason ? { reason } : {}) });
   }
 
+  /** Takes back the kernel's message in parts under way (`kernel_part_abort`). */
+  partAbort(kernelId: string): void {
+    this.#control({ type: 'kernel_part_abort', kernelId });
+  }
+
   /** Drops the connection abruptly (as a killed process would). */
   kill(): void {
     this.ws.terminate();
