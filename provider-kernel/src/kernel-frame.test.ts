@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Channel } from '@kinesis/protocol/jupyter/messages';
-import { peekV1, peekV1Head } from '@kinesis/protocol/jupyter/ws-framing';
+import { decodeV1, peekV1, peekV1Head } from '@kinesis/protocol/jupyter/ws-framing';
 import { bytesToUuid, decodeFrame, FrameKind, KERNEL_PART_HEADER_BYTES } from '@kinesis/protocol/tunnel';
 import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
-import { kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
+import { dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import type { WireParts } from './wire.ts';
 
 // kernelFrameFromParts itself is tested against the protocol's decoders in wire.test.ts; here
@@ -141,5 +141,23 @@ describe('PartedMessage', () => {
     expect(bodyLength(m.next())).toBe(m.total);
     expect(m.done).toBe(true);
     expect(m.remainingWireBytes).toBe(0);
+  });
+});
+
+describe('dropNoticeFrame', () => {
+  it('is a stderr stream message for the kernel, under the dropped output\'s parent when that parses', () => {
+    const id = randomUUID();
+    const parent = { msg_id: 'p1', msg_type: 'execute_request', session: 's', username: 'u', date: '2026-01-01T00:00:00.000Z', version: '5.3' };
+    const f = decodeFrame(dropNoticeFrame(id, 3, 4096, Buffer.from(JSON.stringify(parent))));
+    expect(f.kind === 'kernel' && f.kernelId).toBe(id);
+    const m = decodeV1(f.kind === 'kernel' ? f.payload : new Uint8Array());
+    expect(m.channel).toBe('iopub');
+    expect(m.content).toMatchObject({ name: 'stderr' });
+    expect(String(m.content['text'])).toContain('3 output message(s), 4096 bytes, were dropped');
+    expect(m.parent_header.msg_id).toBe('p1');
+    for (const bad of [Buffer.from('{not json'), Buffer.from('{"msg_id":1}'), undefined]) {
+      const g = decodeFrame(dropNoticeFrame(id, 1, 1, bad));
+      expect(g.kind === 'kernel' && decodeV1(g.payload).parent_header).toEqual({});
+    }
   });
 });

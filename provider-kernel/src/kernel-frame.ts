@@ -4,8 +4,9 @@
 // provider's hot path (10 MB of stdout, large display_data buffers), so we write the layout
 // of docs/protocols.md here once and test it against the protocol's own decoders
 // (kernel-frame.test.ts), which stay the single source of truth for reading it.
-import type { Channel } from '@kinesis/protocol/jupyter/messages';
-import { encodeKernelPartHeader, FrameKind, KERNEL_PART_HEADER_BYTES, uuidToBytes } from '@kinesis/protocol/tunnel';
+import { makeMessage, validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
+import { encodeV1 } from '@kinesis/protocol/jupyter/ws-framing';
+import { encodeKernelFrame, encodeKernelPartHeader, FrameKind, KERNEL_PART_HEADER_BYTES, uuidToBytes } from '@kinesis/protocol/tunnel';
 import type { WireParts } from './wire.ts';
 
 export function kernelIdBytes(kernelId: string): Buffer {
@@ -193,4 +194,25 @@ export class PartedMessage {
     this.#offset = end;
     return out;
   }
+}
+
+/**
+ * The stderr line that stands where a kernel's output was dropped (the queue was full or a
+ * message too large), as a KERNEL frame; under the dropped output's parent when it is known.
+ */
+export function dropNoticeFrame(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer {
+  let parentHeader = {};
+  try {
+    if (parent) parentHeader = validateHeader(JSON.parse(parent.toString('utf8')));
+  } catch {
+    // no parent: the notice stands alone
+  }
+  const msg = makeMessage({
+    channel: 'iopub',
+    msgType: 'stream',
+    session: 'kinesis-provider',
+    parent: parentHeader,
+    content: { name: 'stderr', text: `\n[kinesis] ${count} output message(s), ${bytes} bytes, were dropped: the gateway could not take them fast enough or was unreachable.\n` },
+  });
+  return encodeKernelFrame(kernelId, encodeV1(msg));
 }

@@ -25,6 +25,8 @@ import {
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { errorText, ProviderConfigError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import type { OutboxSocket } from './outbox.ts';
+import { corkForTick, releaseFlush } from '@kinesis/protocol/node/cork';
 
 export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'open' | 'backoff' | 'closed';
 
@@ -277,4 +279,29 @@ export class TunnelLink {
     this.o.logger.debug('reconnecting', { inMs: delay, attempt: this.backoff.attempts });
     this.timer = setTimeout(() => this.connect(), delay);
   }
+}
+
+/** Held tunnel writes leave at once past this many bytes, whatever the batch's age (batch.ts). */
+const BATCH_MAX_BYTES = 256 * 1024;
+
+/** The tunnel's WebSocket as the outbox's socket: one tunnel frame per send, fragments for parts. */
+export function outboxSocket(ws: WebSocket, tcp: Duplex | undefined): OutboxSocket {
+  return {
+    get open() {
+      return ws.readyState === ws.OPEN;
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    send(data, cb) {
+      if (ws.readyState !== ws.OPEN) return cb(new Error('tunnel closed'));
+      // Messages the kernels emit in one I/O pass (a reply and the idle after it, a burst of
+      // output) leave in one writev; see cork.ts.
+      corkForTick(tcp);
+      if (Buffer.isBuffer(data)) ws.send(data, { binary: true }, cb);
+      else data.forEach((d, i) => (i < data.length - 1 ? ws.send(d, { binary: true, fin: false }) : ws.send(d, { binary: true, fin: true }, cb)));
+      // A cell flooding output does not pile up behind a batch (batch.ts).
+      if (tcp && tcp.writableLength > BATCH_MAX_BYTES) releaseFlush(tcp);
+    },
+  };
 }

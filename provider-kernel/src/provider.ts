@@ -2,13 +2,10 @@
 // between them, and metering. startProvider() in index.ts builds one of these.
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
-import type WebSocket from 'ws';
-import { makeMessage, validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
-import { encodeV1, splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
+import type { Channel } from '@kinesis/protocol/jupyter/messages';
 import {
   encodeControl,
   DEFAULT_MAX_TUNNEL_FRAME,
-  encodeKernelFrame,
   validateControl,
   type HardwareInfo,
   type Hello,
@@ -20,27 +17,25 @@ import {
 } from '@kinesis/protocol/tunnel';
 import type { SignedReceipt } from '@kinesis/protocol/receipt';
 import type { RunAs } from './connection.ts';
-import { corkForTick, holdFlush, releaseFlush } from '@kinesis/protocol/node/cork';
+import { holdFlush, releaseFlush } from '@kinesis/protocol/node/cork';
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
-import { DEFAULT_PART_BYTES, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
+import { DEFAULT_PART_BYTES, dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
-import { TunnelLink, type LinkOptions } from './link.ts';
+import { outboxSocket, TunnelLink, type LinkOptions } from './link.ts';
 import type { Logger } from './logger.ts';
 import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './metering.ts';
-import { Outbox, type OutboxOptions, type OutboxSocket } from './outbox.ts';
+import { Outbox, type OutboxOptions } from './outbox.ts';
 import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
 import { gpuEnv } from './kernel-env.ts';
-import { isJsonObject, type DeferredSignature, type HeaderPeek, type WireParts } from './wire.ts';
+import { clientMessage, executionState, wireLength, type DeferredSignature, type HeaderPeek, type WireParts } from './wire.ts';
 
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
 /** Closing receipts kept while the gateway is unreachable. */
 const MAX_UNSENT_RECEIPTS = 256;
-/** Held tunnel writes leave at once past this many bytes, whatever the batch's age. */
-const BATCH_MAX_BYTES = 256 * 1024;
 
 export interface ProviderOptions {
   readonly gatewayUrl: string;
@@ -125,7 +120,7 @@ export class Provider {
           this.partsAccepted = w.features?.includes('kernel-parts') ?? false;
           this.partAbortAccepted = w.features?.includes('kernel-part-abort') ?? false;
           this.batcher.reset();
-          this.outbox.attach(wsSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
+          this.outbox.attach(outboxSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
           for (const e of this.kernels.values()) {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
             e.deadUnsent = false;
@@ -399,22 +394,9 @@ export class Provider {
     );
   }
 
-  private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer | undefined {
+  private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer {
     this.o.logger.warn('kernel output dropped', { kernelId, count, bytes });
-    let parentHeader = {};
-    try {
-      if (parent) parentHeader = validateHeader(JSON.parse(parent.toString('utf8')));
-    } catch {
-      // no parent: the notice stands alone
-    }
-    const msg = makeMessage({
-      channel: 'iopub',
-      msgType: 'stream',
-      session: 'kinesis-provider',
-      parent: parentHeader,
-      content: { name: 'stderr', text: `\n[kinesis] ${count} output message(s), ${bytes} bytes, were dropped: the gateway could not take them fast enough or was unreachable.\n` },
-    });
-    return encodeKernelFrame(kernelId, encodeV1(msg));
+    return dropNoticeFrame(kernelId, count, bytes, parent);
   }
 
   // ---- gateway → kernel -------------------------------------------------------------
@@ -422,23 +404,13 @@ export class Provider {
   private fromGateway(kernelId: string, payload: Uint8Array): void {
     const entry = this.kernels.get(kernelId);
     if (!entry) return this.rejectFrame(kernelId, 'unknown kernel');
-    let channel: Channel;
-    let p: Buffer[];
+    let m: { channel: Exclude<Channel, 'iopub'>; parts: WireParts };
     try {
-      ({ channel, parts: p } = splitV1(payload));
+      m = clientMessage(payload);
     } catch (e) {
       return this.rejectFrame(kernelId, errorText(e));
     }
-    if (channel === 'iopub') return this.rejectFrame(kernelId, 'clients cannot send on iopub');
-    const [header, parent, metadata, content, ...buffers] = p;
-    if (!header || !parent || !metadata || !content) return this.rejectFrame(kernelId, 'message lacks a JSON part');
-    try {
-      validateHeader(JSON.parse(header.toString('utf8')));
-    } catch (e) {
-      return this.rejectFrame(kernelId, `bad header: ${errorText(e)}`);
-    }
-    if (!isJsonObject(parent) || !isJsonObject(metadata) || !isJsonObject(content)) return this.rejectFrame(kernelId, 'parent_header, metadata and content must be JSON objects');
-    entry.kernel.sendFromClient(channel, { header, parent, metadata, content, buffers });
+    entry.kernel.sendFromClient(m.channel, m.parts);
   }
 
   /** A message we will not pass to a kernel: dropped, logged (rate-limited), the tunnel stays up. */
@@ -446,36 +418,4 @@ export class Provider {
     this.badFrames++;
     if (this.badFrames <= 10 || this.badFrames % 1000 === 0) this.o.logger.warn('dropping message from gateway', { kernelId, reason, count: this.badFrames });
   }
-}
-
-function wireLength(p: WireParts): number {
-  let n = p.header.length + p.parent.length + p.metadata.length + p.content.length;
-  for (const b of p.buffers) n += b.byteLength;
-  return n;
-}
-
-/** busy/idle of an iopub status message's content (the first bytes are enough). */
-function executionState(content: Buffer): string | undefined {
-  return /"execution_state"\s*:\s*"(busy|idle)"/.exec(content.toString('utf8', 0, Math.min(content.length, 256)))?.[1];
-}
-
-function wsSocket(ws: WebSocket, tcp: Duplex | undefined): OutboxSocket {
-  return {
-    get open() {
-      return ws.readyState === ws.OPEN;
-    },
-    get bufferedAmount() {
-      return ws.bufferedAmount;
-    },
-    send(data, cb) {
-      if (ws.readyState !== ws.OPEN) return cb(new Error('tunnel closed'));
-      // Messages the kernels emit in one I/O pass (a reply and the idle after it, a burst of
-      // output) leave in one writev; see cork.ts.
-      corkForTick(tcp);
-      if (Buffer.isBuffer(data)) ws.send(data, { binary: true }, cb);
-      else data.forEach((d, i) => (i < data.length - 1 ? ws.send(d, { binary: true, fin: false }) : ws.send(d, { binary: true, fin: true }, cb)));
-      // A cell flooding output does not pile up behind a batch (batch.ts).
-      if (tcp && tcp.writableLength > BATCH_MAX_BYTES) releaseFlush(tcp);
-    },
-  };
 }

@@ -1,10 +1,12 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeV1 } from '@kinesis/protocol/jupyter/ws-framing';
+import { decodeV1, encodeV1, encodeV1Parts } from '@kinesis/protocol/jupyter/ws-framing';
 import { decodeFrame } from '@kinesis/protocol/tunnel';
 import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
+import { KernelError } from './errors.ts';
 import { kernelFrameFromParts, kernelIdBytes } from './kernel-frame.ts';
-import { DeferredSignature, DELIMITER, fromZmqFrames, sign, splitZmqFrames, toZmqFrames, type WireParts } from './wire.ts';
+import { makeMessage } from '@kinesis/protocol/jupyter/messages';
+import { clientMessage, DeferredSignature, DELIMITER, executionState, fromZmqFrames, sign, splitZmqFrames, toZmqFrames, type WireParts } from './wire.ts';
 
 const key = Buffer.from('5f1c2c2f0c6e4f0b8f6b3f0c2c1f0a1e', 'latin1');
 const j = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -99,6 +101,27 @@ describe('Jupyter ZMQ wire protocol', () => {
     // An empty key means signing is off (Jupyter): nothing to check.
     expect((await inSteps(new DeferredSignature(Buffer.alloc(0), big), 1)).ok).toBe(true);
     expect(() => new DeferredSignature(key, big).inSteps(0, () => undefined)).toThrow(RangeError);
+  });
+
+  it('takes a client\'s message for a kernel only when it is well formed and not on iopub', () => {
+    const msg = makeMessage({ channel: 'shell', msgType: 'execute_request', session: 's', content: { code: '1+1' } });
+    const ok = clientMessage(encodeV1({ ...msg, buffers: [Buffer.from([1, 2, 3])] }));
+    expect(ok.channel).toBe('shell');
+    expect(JSON.parse(ok.parts.content.toString())).toEqual({ code: '1+1' });
+    expect(ok.parts.buffers.map((b) => [...b])).toEqual([[1, 2, 3]]);
+    const header = j(msg.header);
+    expect(() => clientMessage(encodeV1({ ...msg, channel: 'iopub' }))).toThrow(/cannot send on iopub/);
+    expect(() => clientMessage(Buffer.from('not a v1 frame'))).toThrow(KernelError);
+    expect(() => clientMessage(encodeV1Parts('shell', [header, j({}), j({})]))).toThrow(KernelError);
+    expect(() => clientMessage(encodeV1Parts('shell', [j({ msg_id: 1 }), j({}), j({}), j({})]))).toThrow(/bad header/);
+    expect(() => clientMessage(encodeV1Parts('shell', [header, j({}), j({}), j([1, 2])]))).toThrow(/must be JSON objects/);
+    expect(() => clientMessage(encodeV1Parts('shell', [header, Buffer.from('{'), j({}), j({})]))).toThrow(/must be JSON objects/);
+  });
+
+  it('reads busy/idle from a status message\'s content', () => {
+    expect(executionState(j({ execution_state: 'busy' }))).toBe('busy');
+    expect(executionState(Buffer.from('{"execution_state" : "idle"}'))).toBe('idle');
+    expect(executionState(j({ execution_state: 'starting' }))).toBeUndefined();
   });
 
   it('builds tunnel KERNEL frames that the protocol decoders read back exactly (seeded)', () => {

@@ -9,7 +9,9 @@
 // the kernel's bytes reach the client unchanged and the signature covers exactly them.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isRecord } from '@kinesis/protocol/validate';
-import { KernelError } from './errors.ts';
+import { validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
+import { splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
+import { errorText, KernelError } from './errors.ts';
 
 export const DELIMITER = Buffer.from('<IDS|MSG>', 'latin1');
 const MAX_BUFFERS = 1024;
@@ -158,4 +160,41 @@ export function isJsonObject(bytes: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** Bytes of a message's parts and buffers together. */
+export function wireLength(p: WireParts): number {
+  let n = p.header.length + p.parent.length + p.metadata.length + p.content.length;
+  for (const b of p.buffers) n += b.byteLength;
+  return n;
+}
+
+/** busy/idle of an iopub status message's content (the first bytes are enough). */
+export function executionState(content: Buffer): string | undefined {
+  return /"execution_state"\s*:\s*"(busy|idle)"/.exec(content.toString('utf8', 0, Math.min(content.length, 256)))?.[1];
+}
+
+/**
+ * A client's message for a kernel, from a tunnel KERNEL frame's v1 payload: checked before
+ * it goes to the kernel (a valid header; parent_header, metadata and content JSON objects; not
+ * on iopub, which only kernels send on). Throws KernelError saying what is wrong.
+ */
+export function clientMessage(payload: Uint8Array): { channel: Exclude<Channel, 'iopub'>; parts: WireParts } {
+  let channel: Channel;
+  let p: Buffer[];
+  try {
+    ({ channel, parts: p } = splitV1(payload));
+  } catch (e) {
+    throw new KernelError(errorText(e));
+  }
+  if (channel === 'iopub') throw new KernelError('clients cannot send on iopub');
+  const [header, parent, metadata, content, ...buffers] = p;
+  if (!header || !parent || !metadata || !content) throw new KernelError('message lacks a JSON part');
+  try {
+    validateHeader(JSON.parse(header.toString('utf8')));
+  } catch (e) {
+    throw new KernelError(`bad header: ${errorText(e)}`);
+  }
+  if (!isJsonObject(parent) || !isJsonObject(metadata) || !isJsonObject(content)) throw new KernelError('parent_header, metadata and content must be JSON objects');
+  return { channel, parts: { header, parent, metadata, content, buffers } };
 }
