@@ -45,7 +45,7 @@ export class ClientConnection {
   #below: { readonly bytes: number; readonly fn: () => void } | undefined;
   #flushed = 0;
   #flushedAtCheck = 0;
-  /** Frames that were routed to this connection but will never be written to it (kernel.ts rehomes them). */
+  /** Frames that were routed to this connection but will never be written to it (client-router.ts rehomes them). */
   onUnsent: ((frames: Buffer[]) => void) | undefined;
   readonly #onWritten = (): void => {
     this.#flushed++;
@@ -141,7 +141,7 @@ export class ClientConnection {
     if (!this.open) {
       // It did not get the frame whole: neither it nor what waited enters the log, or a
       // resume would replay them from there as well as from the session's replay buffer,
-      // which the kernel fills instead (kernel.ts #completeInflight).
+      // which the kernel fills instead (client-router.ts finishStreamed).
       return this.#stopStreaming().map(([f]) => f);
     }
     const pong = this.#pongOwed;

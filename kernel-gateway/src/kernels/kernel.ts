@@ -1,21 +1,17 @@
 // One kernel as the gateway sees it: its model (Jupyter Server's kernel model), the clients on
 // its channels, what waits for the kernel to be ready, and what waits for a client to return.
-//
-// Routing (Jupyter messaging 5.3, https://jupyter-client.readthedocs.io/en/stable/messaging.html):
-// iopub goes to every client; shell/stdin/control replies go to the clients whose
-// `session_id` equals the reply's `parent_header.session` (plus clients that gave no
-// session_id, e.g. a Jupyter Server proxying for its own browsers). A reply that matches no
-// client falls back to every client rather than vanish. Frames are routed as v1 bytes; only
-// iopub `status` content is decoded (it is a few bytes) to keep `execution_state`.
-import { encodeV1, makeMessage, peekV1, splitV1, v1ToLegacy, type MessageHeader, type V1Peek } from '@kinesis/protocol';
+// How its messages reach the clients, and what is kept for those away, is client-router.ts.
+// Frames are routed as v1 bytes; only iopub `status` content is decoded (it is a few bytes)
+// to keep `execution_state`.
+import { encodeV1, makeMessage, peekV1, splitV1, type V1Peek } from '@kinesis/protocol';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { ProviderLink } from '../providers/link.ts';
 import { errorText, type Logger } from '../logger.ts';
-import { binaryFrameHeader, type ClientConnection } from './client.ts';
+import type { ClientConnection } from './client.ts';
+import { ClientRouter } from './client-router.ts';
 import { CreditGate } from './credit-gate.ts';
-import { own, ReplayBuffer, type DropReport } from './replay-buffer.ts';
+import { own } from './replay-buffer.ts';
 import { StreamedMessage } from './streamed-message.ts';
-import type { SentLog } from './sent-log.ts';
 
 export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
 
@@ -70,9 +66,8 @@ export class Kernel {
   #kernelSession = '';
   #pending: Buffer[] = [];
   #pendingBytes = 0;
-  readonly #detached = new Map<string, ReplayBuffer>();
-  #orphan: ReplayBuffer;
   readonly #credit: CreditGate;
+  readonly #router: ClientRouter;
   #disposed = false;
   #inflight: StreamedMessage | undefined;
 
@@ -87,8 +82,12 @@ export class Kernel {
     state: KernelState = 'starting',
   ) {
     this.state = state;
-    this.#orphan = new ReplayBuffer(opts.bufferBytes);
     this.#credit = new CreditGate(id, this.clients, opts);
+    this.#router = new ClientRouter(id, this.clients, this.#credit, opts, {
+      disposed: () => this.#disposed,
+      dead: () => this.state === 'dead',
+      session: () => this.#kernelSession || GATEWAY_SESSION,
+    });
   }
 
   model(): KernelModel {
@@ -154,7 +153,7 @@ export class Kernel {
     this.lastActivity = Date.now();
     if (peek.header.session) this.#kernelSession = peek.header.session;
     if (peek.channel === 'iopub' && peek.header.msg_type === 'status') this.#trackStatus(payload);
-    this.#credit.settle(link, frameBytes, this.#route(payload, peek));
+    this.#credit.settle(link, frameBytes, this.#router.route(payload, peek));
   }
 
   /**
@@ -179,7 +178,7 @@ export class Kernel {
     if (part.offset === 0 && peek) {
       this.#abortInflight();
       if (peek.header.session) this.#kernelSession = peek.header.session;
-      this.#detachClosed();
+      this.#router.detachClosed();
       m = this.#inflight = new StreamedMessage(peek, part.total, part.bytes, this.clients);
     } else if (m) {
       m.add(part.bytes);
@@ -188,40 +187,12 @@ export class Kernel {
       link.grantCredit(this.id, frameBytes);
       return false;
     }
-    if (m.complete) this.#completeInflight(m);
+    if (m.complete) {
+      this.#inflight = undefined;
+      this.#router.finishStreamed(m);
+    }
     this.#credit.settle(link, frameBytes, this.#credit.congested());
     return true;
-  }
-
-  #completeInflight(m: StreamedMessage): void {
-    this.#inflight = undefined;
-    const { done, unsent } = m.finish();
-    // Whoever did not get it streamed gets it now, by the ordinary route: clients that
-    // attached meanwhile or speak the legacy framing, sessions that dropped (including a
-    // streamed client that closed before the end), output nobody is connected for.
-    let rest = this.#detached.size > 0 || this.clients.size === 0;
-    for (const c of this.clients) if (!done.has(c)) rest = true;
-    if (rest) this.#route(m.whole(), m.peek, done);
-    // What was routed to a streamed client while it was mid-frame, and never sent because it
-    // closed before the frame ended, follows the frame to its session.
-    for (const [c, f] of unsent) this.#rehome(c, [f]);
-  }
-
-  /**
-   * Frames routed to `conn` that will never be written to it (it closed, or was cut off
-   * mid-frame): to another live connection of its session, else to the session's replay
-   * buffer, in order. Only messages the gateway made itself end up here (statuses,
-   * receipt verdicts, notices): a kernel's own output never waits behind a frame.
-   */
-  #rehome(conn: ClientConnection, frames: readonly Buffer[]): void {
-    if (this.#disposed || !conn.sessionId || frames.length === 0) return;
-    this.detach(conn); // keeps a replay buffer for the session unless it has another connection
-    for (const f of frames) {
-      let live: ClientConnection | undefined;
-      for (const c of this.clients) if (c !== conn && c.open && c.sessionId === conn.sessionId) live = c;
-      if (live) this.#replayTo(live, f);
-      else this.#detached.get(conn.sessionId)?.push(f, peekV1(f).parentHeader);
-    }
   }
 
   /** The provider took back the message in parts under way (its signature check failed there). */
@@ -234,14 +205,14 @@ export class Kernel {
     const m = this.#inflight;
     if (!m) return;
     this.#inflight = undefined;
-    // What was routed to them meanwhile goes to their sessions (onUnsent → #rehome).
+    // What was routed to them meanwhile goes to their sessions (onUnsent, set by ClientRouter.attach).
     if (m.abort() > 0) this.opts.logger.warn('a kernel message was cut off mid-stream; its clients were disconnected', { kernel: this.id, received: m.received, total: m.total });
   }
 
   /** Writes a `status` message on iopub, as Jupyter Server does for `restarting` and `dead`. */
   emitStatus(state: 'restarting' | 'dead' | 'starting'): void {
     const frame = this.#statusFrame(state);
-    this.#route(frame, { channel: 'iopub', header: { msg_id: '', msg_type: 'status', session: '', username: '', date: '', version: '' }, parentHeader: {} });
+    this.#router.route(frame, { channel: 'iopub', header: { msg_id: '', msg_type: 'status', session: '', username: '', date: '', version: '' }, parentHeader: {} });
   }
 
   #statusFrame(state: string): Buffer {
@@ -265,60 +236,9 @@ export class Kernel {
   // ---- clients ----------------------------------------------------------------------
 
   attach(conn: ClientConnection): void {
-    this.clients.add(conn);
-    conn.onUnsent = (frames) => this.#rehome(conn, frames);
-    const replay: ReplayBuffer[] = [];
-    let sentBefore: SentLog | undefined;
-    if (conn.sessionId) {
-      if (conn.resumeAfter !== undefined) {
-        // The client saw its old connection die before the gateway did (half-open TCP): that
-        // connection is superseded, and what it was sent is where the resume looks.
-        for (const c of this.clients) {
-          if (c === conn || c.sessionId !== conn.sessionId || !c.sentLog) continue;
-          sentBefore = c.sentLog;
-          this.clients.delete(c);
-          c.close(1000, 'superseded by a new connection of this session');
-        }
-      }
-      const d = this.#detached.get(conn.sessionId);
-      if (d) {
-        this.#detached.delete(conn.sessionId);
-        replay.push(d);
-        sentBefore ??= d.sentBefore;
-      }
-    }
-    if (conn.resumeAfter !== undefined && sentBefore) {
-      // Frames the old connection was sent after the last one its client read: lost in flight.
-      const lost = sentBefore.after(conn.resumeAfter);
-      if (lost) for (const f of lost) this.#replayTo(conn, f);
-      else this.#sendNotice(conn, `[kinesis gateway] the connection dropped; output sent just before the drop may be missing (message ${conn.resumeAfter.slice(0, 64)} is older than the gateway keeps).\n`, {});
-    }
-    if (!this.#orphan.empty) {
-      replay.push(this.#orphan);
-      this.#orphan = new ReplayBuffer(this.opts.bufferBytes);
-    }
-    for (const b of replay) {
-      const { frames, dropped } = b.drain();
-      if (dropped) this.#sendDropMarker(conn, dropped, b.maxBytes);
-      for (const f of frames) this.#replayTo(conn, f);
-    }
+    const replayed = this.#router.attach(conn);
     // A client that (re)connects to a dead kernel learns it at once, as it would have live.
-    if (this.state === 'dead' && !replay.length) {
-      const frame = this.#statusFrame('dead');
-      conn.send(frame, () => this.#toLegacy(frame));
-    }
-  }
-
-  #replayTo(conn: ClientConnection, f: Buffer): void {
-    let msgId: string | undefined;
-    if (conn.sentLog) {
-      try {
-        msgId = peekV1(f).header.msg_id;
-      } catch {
-        msgId = undefined;
-      }
-    }
-    conn.send(f, () => this.#toLegacy(f), msgId);
+    if (this.state === 'dead' && !replayed) this.#router.send(conn, this.#statusFrame('dead'));
   }
 
   /**
@@ -327,24 +247,16 @@ export class Kernel {
    */
   deliverFromGateway(frame: Buffer): void {
     if (this.#disposed) return;
-    this.#route(frame, peekV1(frame));
+    this.#router.route(frame, peekV1(frame));
   }
 
   detach(conn: ClientConnection): void {
-    if (!this.clients.delete(conn)) return;
-    if (this.#disposed || this.state === 'dead' || !conn.sessionId) return;
-    for (const c of this.clients) if (c.sessionId === conn.sessionId) return;
-    // Keep what this session would have received until it reconnects (bounded, oldest session out).
-    if (this.#detached.size >= this.opts.maxDetachedSessions) {
-      const oldest = this.#detached.keys().next().value;
-      if (oldest !== undefined) this.#detached.delete(oldest);
-    }
-    this.#detached.set(conn.sessionId, new ReplayBuffer(this.opts.bufferBytes, conn.sentLog));
+    this.#router.detach(conn);
   }
 
   /** Forgets disconnected sessions that have not come back within `ttlMs`. */
   sweepDetached(now: number, ttlMs: number): void {
-    for (const [session, b] of this.#detached) if (now - b.createdAt > ttlMs) this.#detached.delete(session);
+    this.#router.sweepDetached(now, ttlMs);
   }
 
   dispose(code: number, reason: string): void {
@@ -356,10 +268,7 @@ export class Kernel {
     this.graceTimer = undefined;
     this.#credit.dispose();
     this.#pending = [];
-    this.#detached.clear();
-    this.#orphan.drain();
-    for (const c of this.clients) c.close(code, reason);
-    this.clients.clear();
+    this.#router.dispose(code, reason);
   }
 
   // ---- internals --------------------------------------------------------------------
@@ -384,78 +293,5 @@ export class Kernel {
     } catch (err) {
       this.opts.logger.debug('undecodable status message', { kernel: this.id, error: errorText(err) });
     }
-  }
-
-  #toLegacy(frame: Buffer): string | Buffer | undefined {
-    try {
-      return v1ToLegacy(frame);
-    } catch (err) {
-      this.opts.logger.warn('a kernel message could not be converted for a legacy client; dropped', { kernel: this.id, error: errorText(err) });
-      return undefined;
-    }
-  }
-
-  /**
-   * A client whose socket stopped being OPEN (its close frame arrived, or its TCP connection
-   * died) is detached now rather than at ws's 'close' event, which comes only once the closing
-   * handshake ends: frames routed in between would otherwise go to a socket that can no
-   * longer take them and be lost instead of kept for the replay.
-   */
-  #detachClosed(): void {
-    for (const c of this.clients) if (!c.open) this.detach(c);
-  }
-
-  /** Delivers one v1 frame. Returns true when a receiving client is congested. */
-  #route(frame: Buffer, peek: V1Peek, skip?: ReadonlySet<ClientConnection>): boolean {
-    this.#detachClosed();
-    let legacy: string | Buffer | undefined | null = null;
-    const thunk = (): string | Buffer | undefined => (legacy === null ? (legacy = this.#toLegacy(frame)) : legacy);
-    let wsHead: Buffer | undefined;
-    const head = (): Buffer => (wsHead ??= binaryFrameHeader(frame.length));
-    const parent = peek.parentHeader;
-    if (peek.channel === 'iopub') {
-      for (const c of this.clients) if (!skip?.has(c)) c.send(frame, thunk, peek.header.msg_id, head);
-      for (const b of this.#detached.values()) b.push(frame, parent);
-      if (this.clients.size === 0 && this.#detached.size === 0) this.#orphan.push(frame, parent);
-    } else {
-      const session = parent.session ?? '';
-      let delivered = false;
-      let sessionLive = false;
-      for (const c of this.clients) {
-        if (c.sessionId === '' || c.sessionId === session) {
-          c.send(frame, thunk, peek.header.msg_id, head);
-          delivered = true;
-          if (c.sessionId === session) sessionLive = true;
-        }
-      }
-      const d = session && !sessionLive ? this.#detached.get(session) : undefined;
-      if (d) {
-        d.push(frame, parent);
-        delivered = true;
-      }
-      if (!delivered) {
-        if (this.clients.size > 0) for (const c of this.clients) c.send(frame, thunk, peek.header.msg_id, head);
-        else this.#orphan.push(frame, parent);
-      }
-    }
-    return this.#credit.congested();
-  }
-
-  #sendDropMarker(conn: ClientConnection, dropped: DropReport, limit: number): void {
-    const text = `[kinesis gateway] ${dropped.count} message(s) (${dropped.bytes} bytes) of kernel output were dropped while no client was connected (replay buffer limit ${limit} bytes).\n`;
-    this.#sendNotice(conn, text, dropped.parent as Partial<MessageHeader>);
-  }
-
-  /** A stderr line from the gateway itself, shown in the cell of `parent`. */
-  #sendNotice(conn: ClientConnection, text: string, parent: Partial<MessageHeader>): void {
-    const msg = makeMessage({
-      channel: 'iopub',
-      msgType: 'stream',
-      session: this.#kernelSession || GATEWAY_SESSION,
-      parent,
-      content: { name: 'stderr', text },
-    });
-    const frame = encodeV1(msg);
-    conn.send(frame, () => this.#toLegacy(frame), msg.header.msg_id);
   }
 }

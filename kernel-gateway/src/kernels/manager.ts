@@ -3,16 +3,20 @@
 // also after a gateway restart: kernels listed in hello are adopted), relaying frames.
 import { randomUUID } from 'node:crypto';
 import { peekV1, peekV1Head, ProtocolError, type Hello, type KernelReceiptEvent, type KernelStatusEvent, type V1Peek } from '@kinesis/protocol';
-import { buildCatalog, defaultSpecName, offersFor, type CatalogEntry } from '../kernelspecs/catalog.ts';
+import { buildCatalog, type CatalogEntry } from '../kernelspecs/catalog.ts';
 import { gatewaySpecName } from '../kernelspecs/naming.ts';
-import { GatewayError, LinkClosedError, PlacementError } from '../errors.ts';
+import { GatewayError, LinkClosedError } from '../errors.ts';
 import { conflict, notFound } from '../http/errors.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ProviderLink } from '../providers/link.ts';
 import type { ProviderEvents, ProviderRegistry } from '../providers/registry.ts';
-import { pickProvider, type PlacementConstraints } from '../scheduler.ts';
+import type { PlacementConstraints } from '../scheduler.ts';
 import type { KernelRecord, TombstoneRecord } from '../state-file.ts';
+import { ClientKeepalive } from './client-keepalive.ts';
 import { Kernel, type KernelOptions, type KernelPart } from './kernel.ts';
+import { place } from './placement.ts';
+import { ReceiptQueue } from './receipt-queue.ts';
+import { Tombstones } from './tombstones.ts';
 
 const isDead = (k: Kernel): boolean => k.state === 'dead';
 
@@ -29,7 +33,7 @@ export interface KernelManagerOptions extends Omit<KernelOptions, 'logger'> {
   readonly logger: Logger;
   /**
    * Shell `execute_reply` frames, for the ledger (the only place an execute_reply's metadata
-   * is read). Called after the reply has been relayed, off its path: see #deferReceipt.
+   * is read). Called after the reply has been relayed, off its path: see receipt-queue.ts.
    */
   readonly onExecuteReply?: (kernel: Kernel, payload: Buffer) => void;
   /** A kernel's closing receipt (tunnel `kernel_receipt`), from the provider that ran it. */
@@ -48,33 +52,17 @@ export interface StartOptions {
  * kernels and sessions come back with the gateway (state-file.ts).
  */
 export const CLOSE_RESTARTING = 1012;
-const MAX_TOMBSTONES = 10_000;
-/** Tombstones kept in the state file: the most recent. */
-const SAVED_TOMBSTONES = 1_000;
-/** A receipt waits at most this long for its kernel's `idle` before it is recorded anyway. */
-const RECEIPT_DEFER_MS = 50;
-/**
- * After the idle has left, receipts wait this long more: a client that runs cells back to
- * back sends its next execute_request within a fraction of a millisecond of seeing idle,
- * and that request must not queue behind ~0.5 ms of signature recovery and SQLite. A timer
- * (not setImmediate) lets the event loop poll for that request first; the verification
- * then runs while the kernel computes. Nothing waits on it: the verdict is informational
- * and REST reads of the ledger flush pending receipts first.
- */
-const RECEIPT_AFTER_IDLE_MS = 2;
 
 export class KernelManager implements ProviderEvents {
   readonly kernels = new Map<string, Kernel>();
   /** Kernels shut down here, and the provider each ran on (its closing receipt may still come). */
-  readonly #tombstones = new Map<string, string>();
+  readonly #tombstones = new Tombstones();
   readonly #removedListeners = new Set<(id: string) => void>();
   readonly #changedListeners = new Set<() => void>();
-  readonly #pingTimer: NodeJS.Timeout;
+  readonly #keepalive: ClientKeepalive;
   readonly #kopts: KernelOptions;
+  readonly #receipts: ReceiptQueue;
   #disposed = false;
-  #receipts: Array<{ kernel: Kernel; payload: Buffer }> = [];
-  #receiptScheduled = false;
-  #receiptTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly providers: ProviderRegistry,
@@ -89,8 +77,8 @@ export class KernelManager implements ProviderEvents {
       logger: opts.logger,
       onDead: () => this.#changed(),
     };
-    this.#pingTimer = setInterval(() => this.#pingClients(), opts.clientPingIntervalMs);
-    this.#pingTimer.unref();
+    this.#keepalive = new ClientKeepalive(this.kernels, opts);
+    this.#receipts = new ReceiptQueue((kernel, payload) => this.opts.onExecuteReply?.(kernel, payload), opts.logger);
   }
 
   catalog(): Map<string, CatalogEntry<ProviderLink>> {
@@ -143,7 +131,7 @@ export class KernelManager implements ProviderEvents {
 
   /** The most recent kernels deleted here, to remember across a restart. */
   tombstoneRecords(): TombstoneRecord[] {
-    return [...this.#tombstones].slice(-SAVED_TOMBSTONES).map(([id, providerId]) => ({ id, providerId }));
+    return this.#tombstones.records();
   }
 
   /**
@@ -156,7 +144,7 @@ export class KernelManager implements ProviderEvents {
    * one deleted before it (a tombstone) is stopped on its provider too.
    */
   restore(records: readonly KernelRecord[], tombstones: readonly TombstoneRecord[], graceMs: number): void {
-    for (const t of tombstones) this.#tombstones.set(t.id, t.providerId.toLowerCase());
+    this.#tombstones.restore(tombstones);
     for (const r of records) {
       if (this.kernels.has(r.id) || this.#tombstones.has(r.id)) continue;
       const k = new Kernel(r.id, r.name, r.baseSpec, r.providerId, this.#kopts, r.dead ? 'dead' : 'starting');
@@ -176,26 +164,7 @@ export class KernelManager implements ProviderEvents {
   /** Places and starts a kernel; returns at once with the kernel `starting`. Throws PlacementError. */
   start(o: StartOptions): Kernel {
     if (this.#disposed) throw new GatewayError('the gateway is shutting down');
-    const catalog = this.catalog();
-    const name = o.name || defaultSpecName(catalog);
-    if (!name) throw new PlacementError('no kernelspec is on offer: no provider is connected');
-    const offers = offersFor(catalog, name);
-    if (!offers) throw new PlacementError(`no kernelspec named ${JSON.stringify(name.slice(0, 128))} is on offer`);
-    const pick = pickProvider(
-      offers.map((offer) => ({
-        offer,
-        id: offer.provider.id,
-        pricePerKwh: offer.provider.pricePerKwh,
-        load: this.loadOf(offer.provider.id),
-        latencyMs: offer.provider.latencyMs,
-        gpuMemoryMiB: offer.provider.hardwareClass.gpu ? offer.provider.hardwareClass.memoryMiB : 0,
-        connectedSince: offer.provider.connectedSince.getTime(),
-      })),
-      o.constraints ?? {},
-    );
-    if (!pick) throw new PlacementError(`no connected provider offering ${name} fits the placement constraints`);
-    const link = pick.offer.provider;
-    const baseSpec = pick.offer.ad.name;
+    const { link, baseSpec } = place(this.catalog(), o.name, o.constraints ?? {}, (id) => this.loadOf(id));
     const k = new Kernel(randomUUID(), gatewaySpecName(baseSpec, link.hardwareClass), baseSpec, link.id, this.#kopts, 'starting');
     k.bind(link);
     this.kernels.set(k.id, k);
@@ -249,7 +218,7 @@ export class KernelManager implements ProviderEvents {
     const k = this.get(id);
     if (!k) return false;
     const wasDead = k.state === 'dead';
-    this.#tombstone(k.id, k.providerId);
+    this.#tombstones.add(k.id, k.providerId);
     this.#drop(k, 1000, 'kernel shut down');
     this.opts.logger.info('kernel shut down', { kernel: k.id, reason });
     const link = k.link ?? this.providers.get(k.providerId);
@@ -332,8 +301,8 @@ export class KernelManager implements ProviderEvents {
       return;
     }
     k.fromKernel(link, payload, peek, frameBytes);
-    if (peek.channel === 'shell' && peek.header.msg_type === 'execute_reply' && this.opts.onExecuteReply) this.#deferReceipt(k, payload);
-    else if (this.#receipts.length > 0 && peek.channel === 'iopub' && k.state === 'idle') this.#scheduleReceipts();
+    if (peek.channel === 'shell' && peek.header.msg_type === 'execute_reply' && this.opts.onExecuteReply) this.#receipts.defer(k, payload);
+    else if (this.#receipts.waiting && peek.channel === 'iopub' && k.state === 'idle') this.#receipts.afterIdle();
   }
 
   onKernelPart(link: ProviderLink, kernelId: string, part: KernelPart, frameBytes: number): boolean {
@@ -358,38 +327,13 @@ export class KernelManager implements ProviderEvents {
     return k.partFromKernel(link, part, peek, frameBytes);
   }
 
+  onKernelPartAbort(link: ProviderLink, kernelId: string): void {
+    this.kernels.get(kernelId)?.abortParts(link);
+  }
+
   /** Records every receipt still waiting (before a REST request reads the ledger, and at shutdown). */
   flushReceipts(): void {
-    if (this.#receiptTimer) clearTimeout(this.#receiptTimer);
-    this.#receiptTimer = undefined;
-    const batch = this.#receipts;
-    this.#receipts = [];
-    for (const { kernel, payload } of batch) {
-      try {
-        this.opts.onExecuteReply?.(kernel, payload);
-      } catch (err) {
-        this.opts.logger.warn('execute_reply hook failed', { kernel: kernel.id, error: errorText(err) });
-      }
-    }
-  }
-
-  // Verifying and storing a receipt costs ~0.2-0.5 ms of CPU (signature recovery, SQLite).
-  // Done at once it would hold back the `idle` that follows the reply, and the client waits
-  // for both. So it waits for the kernel's `idle` (or RECEIPT_DEFER_MS), then
-  // RECEIPT_AFTER_IDLE_MS more (see there); the verdict (kinesis_usage) follows the idle.
-  #deferReceipt(k: Kernel, payload: Buffer): void {
-    this.#receipts.push({ kernel: k, payload });
-    if (k.state === 'idle') this.#scheduleReceipts();
-    else this.#receiptTimer ??= setTimeout(() => this.flushReceipts(), RECEIPT_DEFER_MS);
-  }
-
-  #scheduleReceipts(): void {
-    if (this.#receiptScheduled) return;
-    this.#receiptScheduled = true;
-    setTimeout(() => {
-      this.#receiptScheduled = false;
-      this.flushReceipts();
-    }, RECEIPT_AFTER_IDLE_MS).unref();
+    this.#receipts.flush();
   }
 
   /**
@@ -397,13 +341,9 @@ export class KernelManager implements ProviderEvents {
    * (live or shut down here), after any execute_reply receipts still waiting, so the
    * ledger sees them in sequence.
    */
-  onKernelPartAbort(link: ProviderLink, kernelId: string): void {
-    this.kernels.get(kernelId)?.abortParts(link);
-  }
-
   onKernelReceipt(link: ProviderLink, ev: KernelReceiptEvent): void {
     const k = this.kernels.get(ev.kernelId);
-    const owner = k ? k.providerId.toLowerCase() : this.#tombstones.get(ev.kernelId);
+    const owner = k ? k.providerId.toLowerCase() : this.#tombstones.providerOf(ev.kernelId);
     if (owner !== link.id.toLowerCase()) {
       this.opts.logger.warn('closing receipt for a kernel this provider does not run; ignored', { kernel: ev.kernelId, provider: link.id });
       return;
@@ -436,7 +376,7 @@ export class KernelManager implements ProviderEvents {
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
-    clearInterval(this.#pingTimer);
+    this.#keepalive.dispose();
     this.flushReceipts();
     // Kernels keep running on their providers: a restarted gateway adopts them from hello.
     for (const k of this.kernels.values()) k.dispose(CLOSE_RESTARTING, 'gateway restarting');
@@ -454,43 +394,5 @@ export class KernelManager implements ProviderEvents {
     link.request({ type: 'shutdown_kernel', kernelId }).catch((err: unknown) => {
       this.opts.logger.warn('provider did not confirm a kernel shutdown', { kernel: kernelId, error: errorText(err) });
     });
-  }
-
-  #tombstone(id: string, providerId: string): void {
-    this.#tombstones.set(id, providerId.toLowerCase());
-    if (this.#tombstones.size > MAX_TOMBSTONES) {
-      const first = this.#tombstones.keys().next().value;
-      if (first !== undefined) this.#tombstones.delete(first);
-    }
-  }
-
-  #pingClients(): void {
-    const now = Date.now();
-    for (const k of this.kernels.values()) {
-      k.sweepDetached(now, this.opts.detachedTtlMs);
-      for (const c of k.clients) {
-        // A ping cannot be written into the middle of a frame being streamed; the frame's own
-        // progress watches that client instead: one that completed no write in a whole
-        // interval has stopped reading, and its congestion would hold the kernel's credit
-        // (and so every other client's output) until it is gone.
-        if (c.streaming) {
-          if (c.streamStalled()) {
-            this.opts.logger.warn('client stopped reading mid-message; dropping it', { kernel: k.id });
-            c.abortStream();
-          }
-          continue;
-        }
-        if (!c.alive) {
-          c.ws.terminate();
-          continue;
-        }
-        c.alive = false;
-        try {
-          c.ws.ping();
-        } catch {
-          // closing
-        }
-      }
-    }
   }
 }

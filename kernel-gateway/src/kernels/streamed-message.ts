@@ -2,7 +2,7 @@
 // docs/protocols.md): streamed to the v1 clients that can take it as it arrives, and kept
 // (referenced, not copied) for whoever needs the whole frame once it is complete: legacy
 // clients, clients that attached meanwhile, replay buffers, resume logs. The kernel decides
-// who that is (kernel.ts); this holds the bytes and the streamed clients.
+// who that is (client-router.ts); this holds the bytes and the streamed clients.
 import type { V1Peek } from '@kinesis/protocol';
 import type { ClientConnection } from './client.ts';
 
