@@ -378,10 +378,14 @@ describe('cut off mid-message', () => {
     const legacy = await connect(gw, kernelId, { v1: false });
     const { msg, frame } = bigOutput(p, kernelId);
     const parts = partsOf(kernelId, frame);
+    const before = (await gw.api(`/api/kernels/${kernelId}`)).body.last_activity;
+    await sleep(20);
     for (const part of parts.slice(0, -1)) p.sendRaw(part);
     await settled(p, kernelId);
     p.partAbort(kernelId);
     expect((await streamed.closed).code).toBe(1006);
+    // A message taken back tells nothing about the kernel: it may never have been the kernel's.
+    expect((await gw.api(`/api/kernels/${kernelId}`)).body.last_activity).toBe(before);
     // The kernel's next message in parts starts over at offset 0 and arrives whole; an abort
     // with nothing under way (here, for another kernel id and then again) is ignored.
     p.partAbort(kernelId);

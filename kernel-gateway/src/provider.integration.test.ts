@@ -133,15 +133,17 @@ describe('real provider + ipykernel through the gateway', () => {
 
   it('large output that fails its signature check is taken back mid-stream: the streamed client is cut off, nothing of it is delivered, the tunnel and the other kernel carry on', async () => {
     // The provider sends large output on while it checks the kernel's signature on it
-    // (docs/protocols.md, "Large output in parts"). A kernel that signs with another key from
-    // here on stands in for a message forged on the kernel's socket.
+    // (docs/protocols.md, "Large output in parts"). A kernel that signs one message with
+    // another key stands in for a message forged on the kernel's socket; what it sends after
+    // (reply, idle) is signed right and waits behind it at the provider.
     const victim = await manager.startNew({ name: 'python3-cpu' });
     try {
       await victim.info;
+      const since = (await gw.api('/api/providers')).body[0].connectedSince;
       const streamed = await TestClient.connect(gw.url, victim.id, { v1: true });
       const legacy = await TestClient.connect(gw.url, victim.id, { v1: false });
-      streamed.request('shell', 'execute_request', {
-        code: "get_ipython().kernel.session.key = b'not the key'\nprint('x' * 3_000_000)",
+      const ex = legacy.request('shell', 'execute_request', {
+        code: "import sys\ns = get_ipython().kernel.session\nkey = s.key\ns.key = b'not the key'\nprint('x' * 5_000_000)\nsys.stdout.flush()\ns.key = key\nprint('after')",
         silent: false,
         store_history: false,
         user_expressions: {},
@@ -149,11 +151,14 @@ describe('real provider + ipykernel through the gateway', () => {
         stop_on_error: true,
       });
       expect((await streamed.closed).code).toBe(1006); // cut off mid-frame
-      await new Promise((r) => setTimeout(r, 500));
+      // The abort reached the gateway before the reply and idle behind it: the tunnel stayed
+      // up (a frame of the kernel's in the middle of its message in parts would close it, 1007).
+      expect((await legacy.reply(ex, 10_000)).content['status']).toBe('ok');
+      await legacy.waitFor((m) => m.header.msg_type === 'stream' && m.content['text'] === 'after\n', 10_000);
+      await legacy.waitFor((m) => m.header.msg_type === 'status' && m.content['execution_state'] === 'idle' && m.parent_header.msg_id === ex.header.msg_id, 10_000);
       const forged = (m: JupyterMessage): boolean => m.header.msg_type === 'stream' && String(m.content['text']).startsWith('xxxx');
       expect([...streamed.messages, ...legacy.messages].some(forged)).toBe(false);
-      expect(legacy.ws.readyState).toBe(WebSocket.OPEN);
-      expect((await gw.api('/api/providers')).body[0]).toMatchObject({ id: provider.address, kernels: 2 });
+      expect((await gw.api('/api/providers')).body[0]).toMatchObject({ id: provider.address, kernels: 2, connectedSince: since });
       const { reply } = await run('1+1');
       expect(reply.content.status).toBe('ok');
       legacy.ws.terminate();

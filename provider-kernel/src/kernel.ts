@@ -29,6 +29,8 @@ export type KernelState = 'starting' | 'idle' | 'busy' | 'restarting' | 'stoppin
  * handed on (`onMessage`'s `unchecked`), so that its first parts cross the tunnel meanwhile.
  */
 export const DEFER_SIGNATURE_BYTES = 1024 * 1024;
+/** The most bytes of header, and of parent header, read from a message not checked yet. */
+const MAX_UNCHECKED_HEADER_BYTES = 64 * 1024;
 
 export interface KernelHooks {
   /**
@@ -332,14 +334,16 @@ export class Kernel {
     // Large output goes on unchecked; the provider checks it while it is sent. Anything the
     // provider itself acts on (statuses, replies to its own requests, the first iopub message,
     // which tells it iopub works) is checked first.
-    let defer = channel === 'iopub' && this.iopubSeen && parts.content.length >= DEFER_SIGNATURE_BYTES;
+    // Its header and parent are read before the check: they must be small.
+    let defer = channel === 'iopub' && this.iopubSeen && parts.content.length >= DEFER_SIGNATURE_BYTES && parts.header.length <= MAX_UNCHECKED_HEADER_BYTES && parts.parent.length <= MAX_UNCHECKED_HEADER_BYTES;
     if (!defer && !signatureMatches(this.key, m)) {
       this.dropMessage(channel, 'kernel message has a bad HMAC signature');
       return;
     }
     const header = peekHeader(parts.header);
     if (!header) {
-      this.o.logger.warn('dropping kernel message with an unreadable header', { kernelId: this.id, channel });
+      if (defer && !signatureMatches(this.key, m)) this.dropMessage(channel, 'kernel message has a bad HMAC signature');
+      else this.o.logger.warn('dropping kernel message with an unreadable header', { kernelId: this.id, channel });
       return;
     }
     const parent = parts.parent.length > 2 ? peekHeader(parts.parent) : undefined;

@@ -525,7 +525,7 @@ describe('outbox: messages in parts', () => {
     const out = new Outbox({ highWaterMark: 1 });
     const sock = new SlowSocket();
     out.addKernel('k');
-    out.attach(sock, 1 << 30);
+    out.attach(sock, 1 << 30, { partAbort: true });
     const { m, expected } = parted({ total: 5000 });
     m.hold();
     out.enqueue('k', { frame: m, droppable: true });
@@ -544,28 +544,54 @@ describe('outbox: messages in parts', () => {
     expect(out.queued('k')).toBe(0);
   });
 
-  it('a held message is never sent whole: to a gateway without parts it waits for the verdict', () => {
+  it('a held message is never sent whole, nor begun to a gateway that cannot be told to drop it: it waits for the verdict', () => {
+    for (const opts of [{ parts: false, partAbort: true }, { parts: true }, { parts: true, partAbort: false }]) {
+      const out = new Outbox({ highWaterMark: 1 });
+      const sock = new SlowSocket();
+      out.addKernel('k');
+      out.attach(sock, 1 << 30, opts);
+      const { m, expected } = parted({ total: 5000 });
+      m.hold();
+      expect(out.enqueue('k', { frame: m, droppable: true })).toBe(true);
+      sock.drain();
+      expect(sock.sent).toHaveLength(0);
+      m.release();
+      out.resume();
+      for (let i = 0; i < 10; i++) sock.drain();
+      const got = opts.parts ? reassemble(sock.sent)[0]!.v1 : sock.sent[0]!.subarray(17);
+      expect(got.equals(expected)).toBe(true);
+    }
+  });
+
+  it('a held message taken back after it began: nothing of the kernel\'s goes out until the caller has sent the abort and resumed', () => {
     const out = new Outbox({ highWaterMark: 1 });
     const sock = new SlowSocket();
     out.addKernel('k');
-    out.attach(sock, 1 << 30, { parts: false });
-    const { m, expected } = parted({ total: 5000 });
-    m.hold();
-    out.enqueue('k', { frame: m, droppable: true });
-    sock.drain();
-    expect(sock.sent).toHaveLength(0);
-    m.release();
+    out.attach(sock, 1 << 30, { partAbort: true });
+    const a = parted({ tag: 'a', total: 5000 });
+    const b = parted({ tag: 'b', total: 5000 });
+    a.m.hold();
+    out.enqueue('k', { frame: a.m, droppable: true });
+    out.enqueue('k', { frame: frame('status', 100), droppable: false });
+    out.enqueue('k', { frame: b.m, droppable: true });
+    for (let i = 0; i < 10; i++) sock.drain();
+    expect(sock.sent.length).toBe(4);
+    expect(out.discard('k', a.m)).toBe(true);
+    for (let i = 0; i < 10; i++) sock.drain();
+    expect(sock.sent.length).toBe(4);
+    expect(out.sendControl(Buffer.from('abort'))).toBe(true);
     out.resume();
-    sock.drain();
-    expect(sock.sent).toHaveLength(1);
-    expect(sock.sent[0]!.subarray(17).equals(expected)).toBe(true);
+    for (let i = 0; i < 20; i++) sock.drain();
+    expect(sock.sent[4]!.toString()).toBe('abort');
+    expect(tagOf(sock.sent[5]!)).toBe('status');
+    expect(reassemble(sock.sent.slice(6)).map((g) => g.v1.equals(b.expected))).toEqual([true]);
   });
 
   it('discards a held message: before it began nothing of it goes out; after, the caller is told to abort it; the budget and the queue are given back', () => {
     const out = new Outbox({ highWaterMark: 1 });
     const sock = new SlowSocket();
     out.addKernel('k');
-    out.attach(sock, 1 << 30, { maxPartialBytes: 6000 });
+    out.attach(sock, 1 << 30, { maxPartialBytes: 6000, partAbort: true });
     // Begun: 4 of 5 parts out, then taken back.
     const a = parted({ tag: 'a', total: 5000 });
     a.m.hold();
@@ -583,6 +609,7 @@ describe('outbox: messages in parts', () => {
     out.enqueue('k', { frame: b.m, droppable: true });
     out.enqueue('k', { frame: c.m, droppable: true });
     expect(out.discard('k', b.m)).toBe(false);
+    out.resume();
     for (let i = 0; i < 20; i++) sock.drain();
     const after = sock.sent.slice(4);
     expect(tagOf(after[0]!)).toBe('first');

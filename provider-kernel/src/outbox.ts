@@ -19,8 +19,9 @@
 //   message that would take the room it waits for); a message larger than the whole budget
 //   can never cross and is dropped like a frame that is too large.
 // - a message in parts whose signature is still being checked is held (PartedMessage.hold):
-//   its parts go out but the last, and its lane waits there until it is released (resume) or
-//   taken back (discard).
+//   on a connection whose gateway can be told to drop it (`partAbort`), its parts go out but
+//   the last; otherwise none does. Its lane waits there until it is released or taken back
+//   (discard); either way the caller then calls resume().
 import { DEFAULT_MAX_PARTIAL_BYTES } from '@kinesis/protocol/tunnel';
 import type { PartedMessage } from './kernel-frame.ts';
 
@@ -75,6 +76,8 @@ export class Outbox {
   private initialCredit = 0;
   private pumping = false;
   private partsAccepted = true;
+  /** The gateway takes `kernel_part_abort`: a held message may begin. */
+  private partAbortAccepted = false;
   private maxPartial = DEFAULT_MAX_PARTIAL_BYTES;
   /** Sum of the totals of messages in parts begun and not finished on this connection. */
   private unfinished = 0;
@@ -92,10 +95,11 @@ export class Outbox {
    * After the handshake: every kernel starts over with `initialCredit` on this connection.
    * `parts`: the gateway takes KERNEL PART frames; if not, messages queued in parts go whole.
    */
-  attach(sock: OutboxSocket, initialCredit: number, opts: { readonly parts?: boolean; readonly maxPartialBytes?: number } = {}): void {
+  attach(sock: OutboxSocket, initialCredit: number, opts: { readonly parts?: boolean; readonly partAbort?: boolean; readonly maxPartialBytes?: number } = {}): void {
     this.sock = sock;
     this.initialCredit = initialCredit;
     this.partsAccepted = opts.parts ?? true;
+    this.partAbortAccepted = this.partsAccepted && (opts.partAbort ?? false);
     this.maxPartial = opts.maxPartialBytes ?? DEFAULT_MAX_PARTIAL_BYTES;
     this.unfinished = 0; // every message begun on the last connection starts over
     this.waiting = undefined;
@@ -151,9 +155,10 @@ export class Outbox {
     return this.lanes.get(id)?.droppedTotal ?? 0;
   }
 
-  enqueue(id: string, f: QueuedFrame): void {
+  /** Queues a frame; false when it was dropped at once (too large, or the kernel is gone). */
+  enqueue(id: string, f: QueuedFrame): boolean {
     const lane = this.lanes.get(id);
-    if (!lane) return;
+    if (!lane) return false;
     const size = sizeOf(f.frame);
     // A message in parts obeys the same bound on its whole length as a single frame.
     if ((Buffer.isBuffer(f.frame) ? size : f.frame.total) > (this.o.maxFrameBytes ?? Infinity)) {
@@ -167,12 +172,13 @@ export class Outbox {
         lane.noticeQueued = true;
       }
       this.pump();
-      return;
+      return false;
     }
     lane.queue.push(f);
     lane.queuedBytes += size;
     if (lane.queuedBytes > this.maxQueued) this.shed(lane);
     this.pump();
+    return true;
   }
 
   /** A CREDIT frame from the gateway. */
@@ -185,7 +191,7 @@ export class Outbox {
     this.pump();
   }
 
-  /** Sends what waited for a held message to be released. */
+  /** Sends what waited for a held message to be released or taken back. */
   resume(): void {
     this.pump();
   }
@@ -193,7 +199,9 @@ export class Outbox {
   /**
    * Takes back a message in parts (its signature check failed), wherever it is in its lane.
    * Returns true when some of its parts went out on the current connection: the gateway must
-   * then be told that the message will not be finished.
+   * then be told that the message will not be finished, before anything else of the kernel's
+   * goes out (the gateway takes no other frame of a kernel in the middle of its message in
+   * parts). So nothing is sent here: the caller sends that, then calls resume().
    */
   discard(id: string, m: PartedMessage): boolean {
     const lane = this.lanes.get(id);
@@ -204,9 +212,9 @@ export class Outbox {
     lane.queuedBytes -= m.remainingWireBytes;
     if (i === lane.head) {
       if (begun) this.unfinished -= m.total;
+      if (this.waiting === lane) this.waiting = undefined; // its reservation was for this message
       this.advance(lane);
     } else lane.queue.splice(i, 1);
-    this.pump();
     return begun;
   }
 
@@ -274,7 +282,7 @@ export class Outbox {
   private ready(lane: Lane): boolean {
     const item = lane.queue[lane.head];
     if (item === undefined || item === 'notice' || Buffer.isBuffer(item.frame)) return true;
-    return this.partsAccepted ? item.frame.partReady : !item.frame.held;
+    return this.partAbortAccepted ? item.frame.partReady : !item.frame.held;
   }
 
   /** The message at the head of the lane when it is one in parts not begun yet. */

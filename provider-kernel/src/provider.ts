@@ -120,7 +120,7 @@ export class Provider {
           this.partsAccepted = w.features?.includes('kernel-parts') ?? false;
           this.partAbortAccepted = w.features?.includes('kernel-part-abort') ?? false;
           this.batcher.reset();
-          this.outbox.attach(outboxSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
+          this.outbox.attach(outboxSocket(ws, tcp), w.initialCredit, { parts: this.partsAccepted, partAbort: this.partAbortAccepted, ...(w.maxPartialBytes !== undefined ? { maxPartialBytes: w.maxPartialBytes } : {}) });
           for (const e of this.kernels.values()) {
             if (e.deadUnsent && e.kernel.state === 'dead') this.sendStatus(e.kernel.id, 'dead', 'kernel died while the gateway was unreachable');
             e.deadUnsent = false;
@@ -368,9 +368,9 @@ export class Provider {
     }
     const frame = parted ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes) : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
     if (early) (frame as PartedMessage).hold();
-    this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
+    const queued = this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
     this.batcher.onMessage(k.id, channel, header.msgType, parent?.msgType, parent?.msgId, state);
-    if (early) this.checkWhileSending(k, channel, frame as PartedMessage, unchecked, partBytes);
+    if (early && queued) this.checkWhileSending(k, channel, frame as PartedMessage, unchecked, partBytes);
   }
 
   /**
@@ -382,13 +382,15 @@ export class Provider {
     sig.inSteps(
       step,
       (ok) => {
-        if (ok) {
-          m.release();
-          this.outbox.resume();
-          return;
+        if (ok) m.release();
+        else {
+          k.dropMessage(channel, 'kernel message has a bad HMAC signature (found while it was being sent)');
+          // The abort goes before anything else of the kernel's (discard sends nothing): the
+          // gateway takes no other frame of this kernel in the middle of its message in parts.
+          // Parts went out only to a gateway that takes the abort (outbox: partAbort).
+          if (this.outbox.discard(k.id, m)) this.outbox.sendControl(encodeControl({ type: 'kernel_part_abort', kernelId: k.id }));
         }
-        k.dropMessage(channel, 'kernel message has a bad HMAC signature (found while it was being sent)');
-        if (this.outbox.discard(k.id, m)) this.outbox.sendControl(encodeControl({ type: 'kernel_part_abort', kernelId: k.id }));
+        this.outbox.resume();
       },
       () => !m.partReady, // only the last part is left: it waits for the verdict
     );

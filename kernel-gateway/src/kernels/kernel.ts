@@ -173,11 +173,9 @@ export class Kernel {
       link.grantCredit(this.id, frameBytes);
       return false;
     }
-    this.lastActivity = Date.now();
     let m = this.#inflight;
     if (part.offset === 0 && peek) {
       this.#abortInflight();
-      if (peek.header.session) this.#kernelSession = peek.header.session;
       this.#router.detachClosed();
       m = this.#inflight = new StreamedMessage(peek, part.total, part.bytes, this.clients);
     } else if (m) {
@@ -188,6 +186,11 @@ export class Kernel {
       return false;
     }
     if (m.complete) {
+      // What a message tells about the kernel counts once it is whole: the provider may send
+      // the first parts of large output before it has checked the kernel's signature on it,
+      // and takes back one that fails (kernel_part_abort).
+      this.lastActivity = Date.now();
+      if (m.peek.header.session) this.#kernelSession = m.peek.header.session;
       this.#inflight = undefined;
       this.#router.finishStreamed(m);
     }
