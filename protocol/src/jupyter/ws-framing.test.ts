@@ -64,6 +64,14 @@ describe('v1.kernel.websocket.jupyter.org framing', () => {
   it('rejects oversize frames with 1009 before parsing', () => {
     const f = encodeV1(sample());
     expect(() => decodeV1(f, { maxBytes: 10 })).toThrow(expect.objectContaining({ closeCode: 1009 }));
+    // Legacy text frames are judged by their UTF-8 length: 'é' is 2 bytes, '✓' 3.
+    const text = JSON.stringify({ ...sample(), buffers: [] });
+    const n = Buffer.byteLength(text);
+    expect(decodeLegacy(text, { maxBytes: n }).header.msg_type).toBe(sample().header.msg_type);
+    expect(() => decodeLegacy(text, { maxBytes: n - 1 })).toThrow(expect.objectContaining({ closeCode: 1009 }));
+    const wide = JSON.stringify({ ...sample(), content: { t: '✓'.repeat(100) }, buffers: [] });
+    expect(() => decodeLegacy(wide, { maxBytes: Buffer.byteLength(wide) - 1 })).toThrow(expect.objectContaining({ closeCode: 1009 }));
+    expect(decodeLegacy(wide, { maxBytes: Buffer.byteLength(wide) }).content).toEqual({ t: '✓'.repeat(100) });
   });
 
   it('fuzz: mutated frames decode or throw ProtocolError, never anything else', () => {
