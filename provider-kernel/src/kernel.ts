@@ -331,28 +331,19 @@ export class Kernel {
       return;
     }
     const parts = m.parts;
-    // Large output goes on unchecked; the provider checks it while it is sent. Anything the
-    // provider itself acts on (statuses, replies to its own requests, the first iopub message,
-    // which tells it iopub works) is checked first.
-    // Its header and parent are read before the check: they must be small.
-    let defer = channel === 'iopub' && this.iopubSeen && parts.content.length >= DEFER_SIGNATURE_BYTES && parts.header.length <= MAX_UNCHECKED_HEADER_BYTES && parts.parent.length <= MAX_UNCHECKED_HEADER_BYTES;
-    if (!defer && !signatureMatches(this.key, m)) {
-      this.dropMessage(channel, 'kernel message has a bad HMAC signature');
-      return;
-    }
+    // Large output may go on before its signature is checked: the provider checks it while it
+    // is sent (provider.ts). Its header and parent are read first, so they must be small; and
+    // anything the provider itself acts on (statuses, replies to its own requests, the first
+    // iopub message, which tells it iopub works) is checked first.
+    const mayDefer = channel === 'iopub' && this.iopubSeen && parts.content.length >= DEFER_SIGNATURE_BYTES && parts.header.length <= MAX_UNCHECKED_HEADER_BYTES && parts.parent.length <= MAX_UNCHECKED_HEADER_BYTES;
+    if (!mayDefer && !this.signed(channel, m)) return;
     const header = peekHeader(parts.header);
-    if (!header) {
-      if (defer && !signatureMatches(this.key, m)) this.dropMessage(channel, 'kernel message has a bad HMAC signature');
-      else this.o.logger.warn('dropping kernel message with an unreadable header', { kernelId: this.id, channel });
-      return;
-    }
     const parent = parts.parent.length > 2 ? peekHeader(parts.parent) : undefined;
-    if (defer && (header.msgType === 'status' || parent?.session === this.ownSession)) {
-      defer = false;
-      if (!signatureMatches(this.key, m)) {
-        this.dropMessage(channel, 'kernel message has a bad HMAC signature');
-        return;
-      }
+    const defer = mayDefer && header !== undefined && header.msgType !== 'status' && parent?.session !== this.ownSession;
+    if (mayDefer && !defer && !this.signed(channel, m)) return;
+    if (!header) {
+      this.o.logger.warn('dropping kernel message with an unreadable header', { kernelId: this.id, channel });
+      return;
     }
     if (channel === 'iopub') this.iopubSeen = true;
     if (parent?.session === this.ownSession) {
@@ -367,6 +358,13 @@ export class Kernel {
     }
     if (channel === 'iopub' && header.msgType === 'status') this.trackStatus(parts.content);
     this.o.hooks.onMessage(this, channel, parts, header, parent, defer ? new DeferredSignature(this.key, m) : undefined);
+  }
+
+  /** True when the message is signed with this kernel's key; drops it when not. */
+  private signed(channel: Channel, m: SignedParts): boolean {
+    if (signatureMatches(this.key, m)) return true;
+    this.dropMessage(channel, 'kernel message has a bad HMAC signature');
+    return false;
   }
 
   /**
