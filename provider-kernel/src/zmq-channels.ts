@@ -82,17 +82,24 @@ export class KernelChannels {
   send(channel: Exclude<Channel, 'iopub'>, frames: Buffer[]): Promise<void> {
     if (this.closed) return Promise.resolve();
     const sock = this.sockets[channel];
-    const prev = this.sendChains.get(sock) ?? Promise.resolve();
-    const next = prev.then(async () => {
-      if (this.closed) return;
-      try {
-        await sock.send(frames);
-      } catch (e) {
-        if (!this.closed) this.logger.warn('zmq send failed', { channel, error: String(e) });
-      }
-    });
+    const prev = this.sendChains.get(sock);
+    // Nothing pending on this socket (the usual case): hand the frames to ZMQ now, not a few
+    // microtasks later after the caller's whole stack has unwound (~20 µs of every request).
+    const next = prev === undefined ? this.sendNow(channel, sock, frames) : prev.then(() => this.sendNow(channel, sock, frames));
     this.sendChains.set(sock, next);
+    void next.then(() => {
+      if (this.sendChains.get(sock) === next) this.sendChains.delete(sock);
+    });
     return next;
+  }
+
+  private async sendNow(channel: Channel, sock: Sendable, frames: Buffer[]): Promise<void> {
+    if (this.closed) return;
+    try {
+      await sock.send(frames);
+    } catch (e) {
+      if (!this.closed) this.logger.warn('zmq send failed', { channel, error: String(e) });
+    }
   }
 
   close(): void {
