@@ -110,6 +110,20 @@ describe('tunnel link', () => {
     expect(mute.hellos.length).toBeGreaterThanOrEqual(1);
   });
 
+  it('keeps a gateway that keeps talking, however long past the silence limit, and drops it once it stops', async () => {
+    const chatty = await peerOn();
+    await provider(chatty, { waitForConnection: true, link: { idleTimeoutMs: 800 } });
+    // A frame every 200 ms for 2.4 s: three times the limit, never 800 ms without a word.
+    const stranger = randomUUID();
+    for (let i = 0; i < 12; i++) {
+      chatty.grant(stranger, 1);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(chatty.connectTimes.length).toBe(1);
+    expect(chatty.hellos.length).toBe(1);
+    await chatty.until(() => chatty.hellos.length >= 2, 10_000, 'reconnect once the gateway went quiet');
+  });
+
   it('closes on a malformed control frame and comes back', async () => {
     const peer = await peerOn();
     await provider(peer, { waitForConnection: true });
