@@ -10,6 +10,13 @@ import { until } from './testing/harness.ts';
 import { bigOutput, isStatus, PART, partsHarness, partsOf, settled, WAIT, withId } from './testing/parts-harness.ts';
 
 const { gateway, peer, setup, setupPair, connect, cleanup } = partsHarness();
+
+/** 700 KiB of output in parts to `kernelId` reach `c` whole: proof that the 1 MiB budget has room for it. */
+async function arrivesWhole(p: Awaited<ReturnType<typeof peer>>, c: Awaited<ReturnType<typeof connect>>, kernelId: string): Promise<void> {
+  const m = bigOutput(p, kernelId, 700 * 1024);
+  p.sendParts(kernelId, m.frame, PART);
+  expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+}
 afterEach(cleanup);
 
 describe('part rules (the tunnel closes with 1007)', () => {
@@ -131,9 +138,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
     // Begun while the provider was shutting the kernel down, and cut off when it forgot it.
     for (const part of partsOf(kernelId, output(700 * 1024)).slice(0, 2)) p.sendRaw(part);
     await settled(p, kernelId);
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    await arrivesWhole(p, c, other);
     expect(p.closeCode).toBeUndefined();
   });
 
@@ -144,9 +149,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
     p.partAbort(kernelId);
     await settled(p, kernelId);
     // 700 KiB more fits the 1 MiB budget only if the 700 KiB taken back no longer count.
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    await arrivesWhole(p, c, other);
     expect(p.closeCode).toBeUndefined();
   });
 
@@ -163,9 +166,7 @@ describe('part rules (the tunnel closes with 1007)', () => {
     for (const part of parts.slice(1)) p.sendRaw(part);
     await settled(p, kernelId);
     // Were the dead kernel's 700 KiB held, these 700 KiB would be over the 1 MiB budget.
-    const m = bigOutput(p, other, 700 * 1024);
-    p.sendParts(other, m.frame, PART);
-    expect((await c.waitFor(withId(m.msg.header.msg_id), WAIT)).content['text'] === m.text).toBe(true);
+    await arrivesWhole(p, c, other);
     await settled(p, other);
     expect(onDead.messages.some(withId(dead.msg.header.msg_id))).toBe(false);
     expect(p.closeCode).toBeUndefined();

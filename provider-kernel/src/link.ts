@@ -277,15 +277,18 @@ export class TunnelLink {
    */
   private touch(ws: WebSocket): void {
     this.heardAt = performance.now();
-    if (this.idleTimer === undefined || this.idleWs !== ws) this.armIdle(ws, this.o.idleTimeoutMs ?? 15_000);
+    if (this.idleTimer === undefined || this.idleWs !== ws) this.armIdle(ws, this.idleLimitMs);
+  }
+
+  private get idleLimitMs(): number {
+    return this.o.idleTimeoutMs ?? 15_000;
   }
 
   private armIdle(ws: WebSocket, ms: number): void {
     clearTimeout(this.idleTimer);
     this.idleWs = ws;
     this.idleTimer = setTimeout(() => {
-      const limit = this.o.idleTimeoutMs ?? 15_000;
-      const left = this.heardAt + limit - performance.now();
+      const left = this.heardAt + this.idleLimitMs - performance.now();
       if (left > 0) return this.armIdle(ws, left);
       this.idleTimer = undefined;
       this.o.logger.warn('gateway silent; dropping the tunnel');
