@@ -51,6 +51,38 @@ describe('execution tracking for the meter', () => {
     }
   });
 
+  it("times an execution by the kernel's header dates, kept within what the provider saw", () => {
+    const times: string[] = [];
+    const meter: ExecutionMeter = {
+      attachKernel() {}, detachKernel() {}, retrackKernel() {},
+      onExecutionStart: (_k, msgId, at) => void times.push(`start:${msgId}@${at}`),
+      onExecutionEnd: (_k, msgId, at) => void times.push(`end:${msgId}@${at}`),
+    };
+    let now = Date.parse('2026-11-24T10:00:01Z');
+    const t = new ExecutionTracker('k', meter, silentLogger, () => now);
+    // The busy reached us late: the kernel's date says when the cell started.
+    t.onStatus('a', 'busy', '2026-11-24T10:00:00.250123Z');
+    t.onReply('a', '2026-11-24T10:00:00.900Z');
+    t.onStatus('a', 'idle', '2026-11-24T10:00:00.950Z');
+    // A date from the future is now; a date before the previous end is that end.
+    now += 1000;
+    t.onStatus('b', 'busy', '2026-11-24T11:00:00Z');
+    t.onReply('b', '2026-11-24T09:00:00Z'); // an end before its start is the start
+    t.onStatus('c', 'busy', '2026-11-24T09:00:00Z');
+    // Missing or unreadable dates are now.
+    now += 5;
+    t.onReply('c', 'not a date');
+    t.onStatus('d', 'busy');
+    t.onReply('d', undefined);
+    const at = (iso: string): number => Date.parse(iso);
+    expect(times).toEqual([
+      `start:a@${at('2026-11-24T10:00:00.250Z')}`, `end:a@${at('2026-11-24T10:00:00.900Z')}`,
+      `start:b@${now - 5}`, `end:b@${now - 5}`,
+      `start:c@${now - 5}`, `end:c@${now}`,
+      `start:d@${now}`, `end:d@${now}`,
+    ]);
+  });
+
   it('survives a meter that throws', () => {
     const t = new ExecutionTracker('k', { attachKernel() {}, detachKernel() {}, retrackKernel() {}, onExecutionStart() { throw new Error('x'); }, onExecutionEnd() { throw new Error('y'); } }, silentLogger);
     t.onStatus('a', 'busy');
@@ -84,8 +116,10 @@ describe('metering a real kernel with the real meter', () => {
     const id = randomUUID();
     expect((await peer.request({ type: 'start_kernel', kernelId: id, specName: 'python3', env: {} })).ok).toBe(true);
     const receipts: SignedReceipt[] = [];
+    const started: number[] = [];
     for (const code of ['sum(i*i for i in range(3_000_000))', '1+1']) {
       const r = await execute(peer, id, code);
+      started.push(Date.parse(String(r.reply.metadata['started'])));
       const signed = (r.reply.metadata['kinesis'] as { receipt?: unknown } | undefined)?.receipt;
       const { receipt, signer } = verifyReceipt(signed, 31337);
       expect(signer).toBe(running.address);
@@ -99,6 +133,12 @@ describe('metering a real kernel with the real meter', () => {
     expect(b.message.fromMs).toBe(a.message.toMs);
     expect(BigInt(b.message.cumulativeEnergyMj)).toBeGreaterThanOrEqual(BigInt(a.message.cumulativeEnergyMj));
     expect(Number(a.message.endMs) - Number(a.message.startMs)).toBeGreaterThan(50); // the busy loop took time
+    // The window is the kernel's own time: it opens at its busy, just before ipykernel stamps
+    // the reply's `started`, however late the busy reached the provider.
+    for (const [i, r] of [a, b].entries()) {
+      expect(Number(r.message.startMs)).toBeLessThanOrEqual(started[i]!);
+      expect(Number(r.message.startMs)).toBeGreaterThan(started[i]! - 1000);
+    }
     // A restart keeps the kernel id and its books: the next receipt continues the sequence.
     expect((await peer.request({ type: 'restart_kernel', kernelId: id })).ok).toBe(true);
     const after = await execute(peer, id, '2+2');

@@ -13,6 +13,13 @@
 //     carries it at once.
 //   - reply without a busy seen (a dropped or late iopub message): start and end now, a
 //     zero-length window; the energy is again carried by the next receipt.
+// Times are the kernel's own: the `date` in the header of the busy, the reply and the idle
+// (the kernel runs on this machine, on this clock). They are when the kernel started and
+// finished the cell, however late the message reached us: ipykernel publishes on a thread
+// of its own, which a busy cell on a loaded machine can hold back for most of the cell (seen
+// in CI: busy arrived 14 ms before the reply of a 200 ms cell). A date is trusted only inside
+// what we saw: not before the end of the kernel's previous execution, not after now, and an
+// end not before its start; a missing or unreadable date is now.
 // The receipt goes into the reply's metadata at `metadata.kinesis.receipt`
 // ({ message, signature }); standard clients keep reply metadata untouched, and the gateway
 // and IDE read it from there. We do NOT emit a custom iopub message type for it: nbclient
@@ -41,12 +48,15 @@ interface Execution {
   replied: boolean;
   idle: boolean;
   receipt: SignedReceipt | undefined;
+  startMs: number;
 }
 
 const MAX_TRACKED = 1024;
 
 export class ExecutionTracker {
   private readonly executions = new Map<string, Execution>();
+  /** When the kernel's last execution ended: no later one starts before it. */
+  private lastEndMs = -Infinity;
 
   constructor(
     private readonly kernelId: string,
@@ -55,50 +65,60 @@ export class ExecutionTracker {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** iopub status message whose parent is an execute_request. */
-  onStatus(parentMsgId: string, state: 'busy' | 'idle'): void {
+  /** iopub status message whose parent is an execute_request; `date`: its header's. */
+  onStatus(parentMsgId: string, state: 'busy' | 'idle', date?: string): void {
     if (state === 'busy') {
       if (this.executions.has(parentMsgId)) return;
-      this.track(parentMsgId);
-      this.safe(() => this.meter.onExecutionStart(this.kernelId, parentMsgId, this.now()));
+      this.begin(parentMsgId, this.kernelTime(date, this.lastEndMs));
       return;
     }
     const ex = this.executions.get(parentMsgId);
     if (!ex) return;
     ex.idle = true;
-    if (!ex.ended) this.end(parentMsgId, ex);
+    if (!ex.ended) this.end(parentMsgId, ex, date);
     if (ex.replied) this.executions.delete(parentMsgId);
   }
 
-  /** execute_reply: returns the receipt to put into its metadata, if the meter gave one. */
-  onReply(parentMsgId: string): SignedReceipt | undefined {
-    let ex = this.executions.get(parentMsgId);
-    if (!ex) {
-      ex = this.track(parentMsgId);
-      this.safe(() => this.meter.onExecutionStart(this.kernelId, parentMsgId, this.now()));
-    }
+  /** execute_reply (`date`: its header's): returns the receipt to put into its metadata, if the meter gave one. */
+  onReply(parentMsgId: string, date?: string): SignedReceipt | undefined {
+    const ex = this.executions.get(parentMsgId) ?? this.begin(parentMsgId, this.now());
     ex.replied = true;
-    if (!ex.ended) this.end(parentMsgId, ex);
+    if (!ex.ended) this.end(parentMsgId, ex, date);
     const r = ex.receipt;
     ex.receipt = undefined;
     if (ex.idle) this.executions.delete(parentMsgId);
     return r;
   }
 
-  private track(msgId: string): Execution {
+  /** A kernel's header date in ms, kept within [notBefore, now]; now when missing or unreadable. */
+  private kernelTime(date: string | undefined, notBefore: number): number {
+    const now = this.now();
+    const t = date === undefined ? NaN : Date.parse(date);
+    return Number.isFinite(t) ? Math.min(now, Math.max(notBefore, t)) : now;
+  }
+
+  private begin(msgId: string, atMs: number): Execution {
+    const ex = this.track(msgId, atMs);
+    this.safe(() => this.meter.onExecutionStart(this.kernelId, msgId, atMs));
+    return ex;
+  }
+
+  private track(msgId: string, startMs: number): Execution {
     if (this.executions.size >= MAX_TRACKED) {
       // Executions whose reply never came (a kernel that died mid-cell): forget the oldest.
       const oldest = this.executions.keys().next().value;
       if (oldest !== undefined) this.executions.delete(oldest);
     }
-    const ex: Execution = { ended: false, replied: false, idle: false, receipt: undefined };
+    const ex: Execution = { ended: false, replied: false, idle: false, receipt: undefined, startMs };
     this.executions.set(msgId, ex);
     return ex;
   }
 
-  private end(msgId: string, ex: Execution): void {
+  private end(msgId: string, ex: Execution, date: string | undefined): void {
     ex.ended = true;
-    ex.receipt = this.safe(() => this.meter.onExecutionEnd(this.kernelId, msgId, this.now()));
+    const t = this.kernelTime(date, ex.startMs);
+    this.lastEndMs = Math.max(this.lastEndMs, t);
+    ex.receipt = this.safe(() => this.meter.onExecutionEnd(this.kernelId, msgId, t));
   }
 
   private safe<T>(fn: () => T): T | undefined {

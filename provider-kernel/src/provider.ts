@@ -360,9 +360,9 @@ export class Provider {
     const state = channel === 'iopub' && header.msgType === 'status' ? executionState(parts.content) : undefined;
     const t = entry.tracker;
     if (t && parent?.msgType === 'execute_request') {
-      if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state);
+      if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state, header.date);
       else if (channel === 'shell' && header.msgType === 'execute_reply') {
-        const receipt = t.onReply(parent.msgId);
+        const receipt = t.onReply(parent.msgId, header.date);
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }

@@ -134,6 +134,8 @@ export interface HeaderPeek {
   readonly msgId: string;
   readonly msgType: string;
   readonly session: string;
+  /** The header's `date` when it is a string (the sender's clock; unchecked). */
+  readonly date: string | undefined;
 }
 
 const dec = new TextDecoder('utf-8', { fatal: true });
@@ -149,8 +151,9 @@ export function peekHeader(bytes: Uint8Array): HeaderPeek | undefined {
   const msgId = v['msg_id'];
   const msgType = v['msg_type'];
   const session = v['session'];
+  const date = v['date'];
   if (typeof msgId !== 'string' || typeof msgType !== 'string') return undefined;
-  return { msgId, msgType, session: typeof session === 'string' ? session : '' };
+  return { msgId, msgType, session: typeof session === 'string' ? session : '', date: typeof date === 'string' ? date : undefined };
 }
 
 /** `true` when bytes are UTF-8 JSON for an object (metadata and content must be). */
