@@ -45,8 +45,20 @@ function shebangFlags(bin: string): string[] {
   return m ? m[1]!.split(' ').filter(Boolean) : [];
 }
 
+/**
+ * Gateways and providers still running. A harness that dies of an exception would leave them
+ * (and the providers' kernels) running, holding CPU and ports for every later benchmark:
+ * they get SIGTERM when this process exits.
+ */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGTERM');
+});
+
 function spawnTs(bin: string, args: readonly string[], env: Record<string, string>, log: boolean, tag: string, nodeArgs: readonly string[] = [], binFlags = true): ChildProcess {
   const p = spawn(process.execPath, [...(binFlags ? shebangFlags(bin) : []), ...nodeArgs, join(repoRoot, bin), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  live.add(p);
+  p.once('exit', () => live.delete(p));
   const sink = (d: Buffer): void => {
     if (log) process.stderr.write(`[${tag}] ${d.toString()}`);
   };
