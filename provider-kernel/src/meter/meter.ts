@@ -40,7 +40,10 @@ export interface MeterOptions {
   readonly cpu?: {
     /** Package power for the CPU estimate; default 10 W per logical CPU, at least 35 W. */
     readonly packagePowerW?: number;
-    /** Period of CPU readings; default 500 ms (procfs reads cost more than NVML calls). */
+    /**
+     * Period of CPU readings; default: every sample (`sampleIntervalMs`). A reading is a
+     * pread of each process's already open /proc/<pid>/stat, about 5 µs each.
+     */
     readonly sampleIntervalMs?: number;
     readonly raplRoot?: string;
     readonly procRoot?: string;
@@ -149,7 +152,7 @@ export async function createMeter(opts: MeterOptions): Promise<Meter> {
     raplRoot: opts.cpu?.raplRoot ?? '/sys/class/powercap',
     procRoot: opts.cpu?.procRoot ?? '/proc',
     periodMs,
-    cpuPeriodMs: opts.cpu?.sampleIntervalMs ?? Math.max(periodMs, 500),
+    cpuPeriodMs: opts.cpu?.sampleIntervalMs ?? periodMs,
   };
   // Readings travel on their own port, which the main thread never listens to: they queue
   // there and are drained synchronously (receiveMessageOnPort) when a receipt is due and

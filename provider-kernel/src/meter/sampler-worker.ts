@@ -172,9 +172,9 @@ function tick(): void {
     }
     return out;
   });
-  // CPU readings (procfs CPU times, RAPL) come every `cpuEvery` ticks: reading
-  // /proc/<pid>/stat costs ~30 µs of kernel time per process, CPU times move in 10 ms
-  // ticks, and the estimate is ±50% anyway.
+  // CPU readings (procfs CPU times, RAPL) come every `cpuEvery` ticks (by default every
+  // tick: re-reading an open /proc/<pid>/stat costs about 5 µs per process, and a reading
+  // only every 500 ms spread a short cell's CPU time over the idle time around it).
   if ((tickNo - 1) % cpuEvery !== 0) {
     postTick({ type: 'tick', tMs, gpus: gpuTicks, cpu: null, readUs: Math.round((performance.now() - began) * 1000), ...selfCpu() });
     return;

@@ -208,6 +208,27 @@ describe('DeviceWindows, windows and tails', () => {
     expect(r).toMatchObject({ execMj: 1000, carriedMj: 1000, idleMj: 0 });
   });
 
+  it('energy of executions whose receipts were all issued before it was measured is carried, not billed to the next cell', () => {
+    // CPU readings come every 500 ms: two short cells can both be answered before any of
+    // their energy is read. Seen on a real kernel: a busy loop's energy showed up as the
+    // execution energy of the `1+1` after it.
+    const w = new DeviceWindows({ policy: 'cpu', capMw: 65_000 });
+    w.attach('k', 0);
+    w.push({ t0: 0, t1: 100, energyMj: 0, method: 'estimate', capped: false, busy: null, weights: new Map([['k', 0]]) });
+    w.start('k', 'loop', 100);
+    w.end('k', 'loop', 400);
+    expect(w.take('k', 'loop')).toMatchObject({ execMj: 0, carriedMj: 0 });
+    w.start('k', 'quick', 410);
+    w.end('k', 'quick', 420);
+    expect(w.take('k', 'quick')).toMatchObject({ execMj: 0, carriedMj: 0 });
+    w.start('k', 'next', 500);
+    w.push({ t0: 100, t1: 600, energyMj: 5000, method: 'estimate', capped: false, busy: null, weights: new Map([['k', 30]]) });
+    w.end('k', 'next', 600);
+    const r = w.take('k', 'next');
+    // 100..400 loop and 410..420 quick are carried; 400..410 and 420..500 idle; 500..600 next.
+    expect(r).toMatchObject({ carriedMj: 3000 + 100, idleMj: 100 + 800, execMj: 1000 });
+  });
+
   it('states the weakest method of the span, and counts unmeasured time as uncertainty', () => {
     const w = new DeviceWindows({ policy: 'gpu', capMw: 100_000 });
     w.attach('k', 0);

@@ -24,6 +24,9 @@ import type { EnergyInterval } from './normalize.ts';
 
 export type DevicePolicy = 'gpu' | 'cpu';
 
+/** Issued executions remembered per kernel (KernelAcc.issued). */
+const MAX_ISSUED = 256;
+
 /** Relative uncertainty of each method (documented in docs/metering.md). */
 export const METHOD_REL_UNCERTAINTY: Record<ReceiptMethod, number> = {
   'nvml-counter': 0.05,
@@ -64,8 +67,14 @@ interface KernelAcc {
   detached: boolean;
   state: 'idle' | 'busy' | 'tail';
   msgId: string;
-  /** The execution whose receipt has been issued: its later energy is carried. */
-  receiptFor: string | null;
+  /**
+   * Executions whose receipts have been issued and whose windows may still take energy:
+   * what reaches them later is carried. Several can be open at once when receipts outrun
+   * the samples (a reply leaves before the next reading); each leaves the set once the next
+   * execution's start has been metered, and the set is bounded for receipts whose start
+   * was never seen.
+   */
+  issued: Set<string>;
   fromMs: number;
   cursorMs: number;
   execMj: number;
@@ -125,7 +134,7 @@ export class DeviceWindows {
     if (this.#kernels.has(kernelId)) throw new Error(`kernel ${kernelId} is already attached`);
     const t = this.#clamp(tMs);
     this.#kernels.set(kernelId, {
-      active: false, detached: false, state: 'idle', msgId: '', receiptFor: null,
+      active: false, detached: false, state: 'idle', msgId: '', issued: new Set(),
       fromMs: t, cursorMs: t, execMj: 0, idleMj: 0, carriedMj: 0, uncertainty: 0, method: null, split: 'exclusive',
     });
     this.#queue('attach', kernelId, '', t);
@@ -174,7 +183,10 @@ export class DeviceWindows {
     k.execMj = k.idleMj = k.carriedMj = k.uncertainty = 0;
     k.method = null;
     k.split = 'exclusive';
-    if (forMsgId !== null) k.receiptFor = forMsgId;
+    if (forMsgId !== null) {
+      k.issued.add(forMsgId);
+      if (k.issued.size > MAX_ISSUED) k.issued.delete(k.issued.values().next().value as string);
+    }
     return lines;
   }
 
@@ -219,6 +231,8 @@ export class DeviceWindows {
         k.cursorMs = t;
         break;
       case 'start':
+        // The previous execution's window (and tail) is over: nothing more can reach it.
+        if (k.msgId !== ev.msgId) k.issued.delete(k.msgId);
         k.state = 'busy';
         k.msgId = ev.msgId;
         break;
@@ -269,7 +283,7 @@ export class DeviceWindows {
       const x = shares.get(id) ?? 0;
       if (x === 0) continue;
       if (k.state === 'idle') k.idleMj += x;
-      else if (k.receiptFor === k.msgId) k.carriedMj += x;
+      else if (k.issued.has(k.msgId)) k.carriedMj += x;
       else k.execMj += x;
       k.uncertainty += x * METHOD_REL_UNCERTAINTY[iv.method];
     }
