@@ -166,4 +166,40 @@ describe('real provider + ipykernel through the gateway', () => {
       await victim.shutdown();
     }
   }, 30_000);
+
+  it('large output with a header over 64 KiB is checked before any of it goes out: a forged one is dropped without cutting anyone off, a genuine one arrives whole', async () => {
+    // The provider reads a message's header and parent before its signature is checked only
+    // when they are small (provider-kernel/src/kernel.ts). Both messages here have a 70 KB
+    // header; the first is signed with another key.
+    const victim = await manager.startNew({ name: 'python3-cpu' });
+    try {
+      await victim.info;
+      const streamed = await TestClient.connect(gw.url, victim.id, { v1: true });
+      const code = [
+        'k = get_ipython().kernel',
+        's = k.session',
+        "def big(text, pad):",
+        "    h = s.msg_header('stream')",
+        "    h['pad'] = pad * 70_000",
+        "    s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': text * 2_000_000}, parent=k.get_parent(), header=h)",
+        'key = s.key',
+        "s.key = b'not the key'",
+        "big('y', 'p')",
+        's.key = key',
+        "big('z', 'q')",
+        "print('after')",
+      ].join('\n');
+      const ex = streamed.request('shell', 'execute_request', { code, silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true });
+      expect((await streamed.reply(ex, 20_000)).content['status']).toBe('ok');
+      await streamed.waitFor((m) => m.header.msg_type === 'status' && m.content['execution_state'] === 'idle' && m.parent_header.msg_id === ex.header.msg_id, 10_000);
+      const stdout = streamed.messages.filter((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === ex.header.msg_id);
+      expect(stdout.map((m) => String(m.content['text']).slice(0, 5))).toEqual(['zzzzz', 'after']);
+      expect(String(stdout[0]!.content['text'])).toHaveLength(2_000_000);
+      expect((stdout[0]!.header as unknown as Record<string, unknown>)['pad']).toHaveLength(70_000);
+      expect(streamed.ws.readyState).toBe(streamed.ws.OPEN); // never cut off: nothing of the forged one went out
+      streamed.ws.terminate();
+    } finally {
+      await victim.shutdown();
+    }
+  }, 40_000);
 });
