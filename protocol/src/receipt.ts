@@ -6,8 +6,8 @@
 // meter attributed to the kernel in that span, split into lines:
 //   energyMj     the execution window [startMs, endMs] of `msgId` (as far as measured),
 //   idleEnergyMj the kernel held the device but ran nothing,
-//   carriedMj    the tail of the *previous* execution that was measured only after the
-//                previous receipt was signed (a receipt never holds up a reply).
+//   carriedMj    energy of *earlier* executions (already answered) that was measured only
+//                after their receipts were signed (a receipt never holds up a reply).
 // The next receipt's `fromMs` equals this one's `toMs`, so the lines of all receipts of a
 // kernel add up exactly to the energy metered over its life, and
 //   cumulativeEnergyMj(n) = cumulativeEnergyMj(n-1) + energyMj + idleEnergyMj + carriedMj.
