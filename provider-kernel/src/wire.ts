@@ -7,7 +7,7 @@
 // signature = hex HMAC-SHA256(key, header ‖ parent_header ‖ metadata ‖ content). Parts travel
 // as the raw JSON bytes the sender wrote: we never re-serialize a message we only relay, so
 // the kernel's bytes reach the client unchanged and the signature covers exactly them.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type Hmac } from 'node:crypto';
 import { isRecord } from '@kinesis/protocol/validate';
 import { validateHeader, type Channel } from '@kinesis/protocol/jupyter/messages';
 import { splitV1 } from '@kinesis/protocol/jupyter/ws-framing';
@@ -27,12 +27,12 @@ export interface WireParts {
 
 export function sign(key: Buffer, header: Uint8Array, parent: Uint8Array, metadata: Uint8Array, content: Uint8Array): string {
   if (key.length === 0) return ''; // Jupyter: an empty key disables signing
-  const h = createHmac('sha256', key);
-  h.update(header);
-  h.update(parent);
-  h.update(metadata);
-  h.update(content);
-  return h.digest('hex');
+  return hmacOfHead(key, header, parent, metadata).update(content).digest('hex');
+}
+
+/** The message HMAC after the three parts before the content (sign, DeferredSignature). */
+function hmacOfHead(key: Buffer, header: Uint8Array, parent: Uint8Array, metadata: Uint8Array): Hmac {
+  return createHmac('sha256', key).update(header).update(parent).update(metadata);
 }
 
 /** Frames to send on a DEALER socket (the kernel's ROUTER adds our routing id). */
@@ -115,10 +115,7 @@ export class DeferredSignature {
       return;
     }
     const p = this.m.parts;
-    const h = createHmac('sha256', this.key);
-    h.update(p.header);
-    h.update(p.parent);
-    h.update(p.metadata);
+    const h = hmacOfHead(this.key, p.header, p.parent, p.metadata);
     const go = (at: number): void => {
       const end = waiting() ? p.content.length : at + step;
       h.update(p.content.subarray(at, end));
