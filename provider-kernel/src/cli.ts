@@ -6,6 +6,7 @@ import { tunnelUrl } from './link.ts';
 import type { LogLevel } from './logger.ts';
 import { DEFAULT_OUTPUT_BATCH_MS } from './batch.ts';
 import { DEFAULT_PART_BYTES } from './kernel-frame.ts';
+import type { IopubReader } from './zmq-channels.ts';
 
 export const USAGE = `Usage: kinesis-provider --gateway <url> --data-dir <dir> [options]
 
@@ -29,6 +30,8 @@ Options:
   --part-bytes <n>     output larger than n bytes crosses the tunnel in parts of n
                        bytes, forwarded by the gateway as they arrive (default
                        1048576; 0: whole messages only; 65536 to 16777216)
+  --iopub-reader <r>   how kernel output is read: js (default; large output goes
+                       on while it arrives) or libzmq (the zeromq package's SUB)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
@@ -48,6 +51,7 @@ export interface CliConfig {
   readonly chainId: bigint | undefined;
   readonly outputBatchMs: number;
   readonly partBytes: number;
+  readonly iopubReader: IopubReader;
 }
 
 export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
@@ -73,6 +77,7 @@ export function parseCli(argv: readonly string[]): CliResult {
         'kernel-user': { type: 'string' },
         'output-batch-ms': { type: 'string' },
         'part-bytes': { type: 'string' },
+        'iopub-reader': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -108,6 +113,8 @@ export function parseCli(argv: readonly string[]): CliResult {
   if (!(partBytes === 0 || (partBytes >= 65536 && partBytes <= 16 * 1024 * 1024))) {
     throw new ProviderConfigError('--part-bytes must be 0 or a whole number of bytes from 65536 to 16777216');
   }
+  const reader = values['iopub-reader'] ?? 'js';
+  if (reader !== 'js' && reader !== 'libzmq') throw new ProviderConfigError('--iopub-reader must be js or libzmq');
   const dirs = values['kernelspec-dir'];
   return {
     help: false,
@@ -123,6 +130,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       chainId: values['no-metering'] ? undefined : BigInt(chainText),
       outputBatchMs: Number(batchText),
       partBytes,
+      iopubReader: reader,
     },
   };
 }

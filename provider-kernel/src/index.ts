@@ -12,6 +12,7 @@ import { consoleLogger, type Logger } from './logger.ts';
 import type { ExecutionMeter } from './metering.ts';
 import { createProviderMeter, type ProviderMeter } from './meter-adapter.ts';
 import { Provider, type ProviderOptions } from './provider.ts';
+import type { IopubReader } from './zmq-channels.ts';
 import { ProviderConfigError } from './errors.ts';
 
 export interface StartProviderOptions {
@@ -39,6 +40,8 @@ export interface StartProviderOptions {
   /** The first this-many ms of a cell's messages leave in one write (batch.ts; default 0: off). */
   readonly outputBatchMs?: number;
   readonly partBytes?: number;
+  /** Who reads kernels' iopub (default 'js': large output goes on while it arrives). */
+  readonly iopubReader?: IopubReader;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
@@ -133,6 +136,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.maxKernels !== undefined ? { maxKernels: opts.maxKernels } : {}),
     ...(opts.outputBatchMs !== undefined ? { outputBatchMs: opts.outputBatchMs } : {}),
     ...(opts.partBytes !== undefined ? { partBytes: opts.partBytes } : {}),
+    ...(opts.iopubReader !== undefined ? { iopubReader: opts.iopubReader } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(kernelUser ? { kernelUser } : {}),
     ...(opts.link ? { link: opts.link } : {}),

@@ -80,6 +80,8 @@ export class PartedMessage {
   #offset = 0;
   #held = false;
   readonly #segments: Uint8Array[];
+  /** Bytes of the frame before the content (the head). */
+  readonly #headBytes: number;
 
   constructor(
     private readonly idBytes: Buffer,
@@ -87,6 +89,8 @@ export class PartedMessage {
     p: WireParts,
     metadata: Uint8Array,
     private readonly partBytes: number,
+    /** Content still arriving (its bytes behind `filled` are in): parts wait for their bytes. */
+    private readonly arriving?: { readonly filled: number },
   ) {
     // 0 would make every part after the first empty, and the message would never end.
     if (!Number.isSafeInteger(partBytes) || partBytes < 1) throw new RangeError(`partBytes must be a positive integer, not ${partBytes}`);
@@ -104,6 +108,7 @@ export class PartedMessage {
       at += h.byteLength;
     }
     this.total = v1Length(channel, all);
+    this.#headBytes = headLen;
     this.#segments = [head, ...bodies.filter((b) => b.byteLength > 0)];
   }
 
@@ -124,9 +129,11 @@ export class PartedMessage {
     return this.#held;
   }
 
-  /** Can next() be called now? Not for the last part of a held message. */
+  /** Can next() be called now? Not for the last part of a held message, nor for a part whose bytes have not arrived. */
   get partReady(): boolean {
-    return !this.#held || this.#partEnd(this.#offset) < this.total;
+    const end = this.#partEnd(this.#offset);
+    if (this.arriving && end > this.#headBytes + this.arriving.filled) return false;
+    return !this.#held || end < this.total;
   }
 
   get done(): boolean {

@@ -17,8 +17,9 @@ import { buildKernelEnv } from './kernel-env.ts';
 import { KernelProcess } from './kernel-process.ts';
 import type { LocalKernelSpec } from './kernelspecs.ts';
 import type { Logger } from './logger.ts';
-import { DeferredSignature, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
-import { KernelChannels } from './zmq-channels.ts';
+import { ArrivingContent, DELIMITER, DeferredSignature, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
+import { KernelChannels, type IopubReader } from './zmq-channels.ts';
+import type { LargeFrameSink } from './zmtp-sub.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
@@ -37,8 +38,15 @@ export interface KernelHooks {
    * A message from the kernel, for the clients. Its signature is checked, unless `unchecked`
    * is given (iopub output of DEFER_SIGNATURE_BYTES and more, once the kernel's iopub works):
    * then the hook checks it, and no client may get the end of the message before it passed.
+   * When `unchecked` is an ArrivingContent, the content is still arriving (only offered after
+   * acceptsArriving said yes): its bytes come in behind `filled`, and its verdict follows.
    */
-  onMessage(kernel: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature): void;
+  onMessage(kernel: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature | ArrivingContent): void;
+  /**
+   * Would onMessage take iopub output of this many bytes (its v1 parts) while its content is
+   * still arriving? Without this hook, or when it says no, messages come whole.
+   */
+  acceptsArriving?(kernel: Kernel, msgType: string, wireBytes: number): boolean;
   /** Lifecycle changes the kernel cannot announce itself (tunnel `kernel_status`). */
   onStatus(kernel: Kernel, status: 'starting' | 'restarting' | 'dead', reason?: string): void;
 }
@@ -56,6 +64,8 @@ export interface KernelOptions {
   readonly runAs?: RunAs;
   /** Variables the provider sets for this kernel (CUDA_VISIBLE_DEVICES for its GPU). */
   readonly extraEnv?: Readonly<Record<string, string>>;
+  /** Who reads the kernel's iopub (default 'js': large output is handed on while it arrives). */
+  readonly iopubReader?: IopubReader;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;
   /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
@@ -86,6 +96,8 @@ export class Kernel {
   private iopubSeen = false;
   private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
   private badMessages = 0;
+  /** The iopub message whose content is arriving now (iopub reads one message at a time). */
+  private arriving: ArrivingContent | undefined;
   private lifecycle: Promise<void> = Promise.resolve();
   /** Set by shutdown() at once, so a start still waiting for the kernel gives up now. */
   private abandoned = false;
@@ -249,7 +261,18 @@ export class Kernel {
     });
     const proc = new KernelProcess({ argv, env, cwd: this.workDir, logger: this.o.logger, kernelId: this.id, ...(this.o.runAs ? { runAs: this.o.runAs } : {}) });
     this.proc = proc;
-    this.channels = new KernelChannels(info, (ch, frames) => this.onFrames(gen, ch, frames), this.o.logger);
+    const js = (this.o.iopubReader ?? 'js') === 'js';
+    this.channels = new KernelChannels(info, (ch, frames) => this.onFrames(gen, ch, frames), this.o.logger, js ? {
+      arriving: {
+        largeFrameBytes: DEFER_SIGNATURE_BYTES,
+        onLargeFrame: (frames, size, more) => this.onLargeFrame(gen, frames, size, more),
+        onAbort: () => {
+          this.arriving?.abort('the kernel connection broke in the middle of the message');
+          this.arriving = undefined;
+        },
+        onOversize: (size) => this.dropMessage('iopub', `a part of ${size} bytes is over the limit`),
+      },
+    } : undefined);
     void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));
     this.o.logger.info('kernel launched', { kernelId: this.id, spec: this.spec.name, pid: proc.pid });
     await this.waitReady(gen, proc);
@@ -358,6 +381,42 @@ export class Kernel {
     }
     if (channel === 'iopub' && header.msgType === 'status') this.trackStatus(parts.content);
     this.o.hooks.onMessage(this, channel, parts, header, parent, defer ? new DeferredSignature(this.key, m) : undefined);
+  }
+
+  /**
+   * The content frame of an iopub message begins and is large: when the message may go on
+   * before its signature is checked (as in onFrames: not a status, small header and parent,
+   * not an answer to our own request, iopub known to work) and the provider takes it so,
+   * it is handed on now and its content follows as it arrives.
+   */
+  private onLargeFrame(gen: number, frames: readonly Buffer[], size: number, more: boolean): LargeFrameSink | undefined {
+    if (gen !== this.generation || more || !this.iopubSeen || size < DEFER_SIGNATURE_BYTES) return undefined;
+    let d = -1;
+    for (let i = 0; i < frames.length && i < 64; i++) {
+      if ((frames[i] as Buffer).equals(DELIMITER)) {
+        d = i;
+        break;
+      }
+    }
+    // Exactly the signature, header, parent and metadata after the delimiter: this frame is the content.
+    if (d < 0 || frames.length !== d + 5) return undefined;
+    const [signature, header, parent, metadata] = frames.slice(d + 1) as [Buffer, Buffer, Buffer, Buffer];
+    if (header.length > MAX_UNCHECKED_HEADER_BYTES || parent.length > MAX_UNCHECKED_HEADER_BYTES) return undefined;
+    const h = peekHeader(header);
+    const p = parent.length > 2 ? peekHeader(parent) : undefined;
+    if (!h || h.msgType === 'status' || p?.session === this.ownSession) return undefined;
+    const wireBytes = header.length + parent.length + metadata.length + size;
+    if (!this.o.hooks.acceptsArriving?.(this, h.msgType, wireBytes)) return undefined;
+    const content = new ArrivingContent(this.key, { header, parent, metadata }, signature, size);
+    this.arriving = content;
+    this.o.hooks.onMessage(this, 'iopub', { header, parent, metadata, content: content.buffer, buffers: [] }, h, p, content);
+    return {
+      buffer: content.buffer,
+      progress: (filled) => {
+        content.progress(filled);
+        if (filled === size && this.arriving === content) this.arriving = undefined;
+      },
+    };
   }
 
   /** True when the message is signed with this kernel's key; drops it when not. */

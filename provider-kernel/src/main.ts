@@ -27,6 +27,7 @@ async function main(): Promise<number> {
       maxKernels: c.maxKernels,
       outputBatchMs: c.outputBatchMs,
       partBytes: c.partBytes,
+      iopubReader: c.iopubReader,
       logger,
       metering: c.chainId === undefined ? false : { chainId: c.chainId },
       ...(c.name ? { name: c.name } : {}),

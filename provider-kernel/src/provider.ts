@@ -21,6 +21,7 @@ import { holdFlush, releaseFlush } from '@kinesis/protocol/node/cork';
 import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
+import type { IopubReader } from './zmq-channels.ts';
 import { DEFAULT_PART_BYTES, dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
 import { outboxSocket, TunnelLink, type LinkOptions } from './link.ts';
@@ -29,7 +30,7 @@ import { ExecutionTracker, metadataWithReceipt, type ExecutionMeter } from './me
 import { Outbox, type OutboxOptions } from './outbox.ts';
 import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
 import { gpuEnv } from './kernel-env.ts';
-import { clientMessage, executionState, wireLength, type DeferredSignature, type HeaderPeek, type WireParts } from './wire.ts';
+import { ArrivingContent, clientMessage, DeferredSignature, executionState, wireLength, type HeaderPeek, type WireParts } from './wire.ts';
 
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
@@ -62,6 +63,8 @@ export interface ProviderOptions {
    * offers `kernel-parts` (docs/protocols.md); 0: never.
    */
   readonly partBytes?: number;
+  /** Who reads kernels' iopub (default 'js'). */
+  readonly iopubReader?: IopubReader;
 }
 
 interface KernelEntry {
@@ -258,6 +261,7 @@ export class Provider {
       hooks: this.hooks,
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
       ...(this.o.kernelUser ? { runAs: this.o.kernelUser } : {}),
+      ...(this.o.iopubReader ? { iopubReader: this.o.iopubReader } : {}),
       ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
@@ -341,18 +345,32 @@ export class Provider {
       if (status === 'dead' && e && !sent) e.deadUnsent = true;
     },
     onMessage: (k, channel, parts, header, parent, unchecked) => this.toGateway(k, channel, parts, header, parent, unchecked),
+    acceptsArriving: (_k, msgType, wireBytes) => this.partAbortAccepted && this.inParts('iopub', msgType, wireBytes),
   };
 
-  private toGateway(k: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature): void {
+  /** Does a message go in parts (to the gateway of the current tunnel)? Only output does: the gateway reads replies (receipts) and statuses whole. */
+  private inParts(channel: Channel, msgType: string, wireBytes: number): boolean {
+    const partBytes = this.o.partBytes ?? DEFAULT_PART_BYTES;
+    return this.partsAccepted && partBytes > 0 && channel === 'iopub' && msgType !== 'status' && wireBytes > partBytes;
+  }
+
+  private toGateway(k: Kernel, channel: Channel, parts: WireParts, header: HeaderPeek, parent: HeaderPeek | undefined, unchecked?: DeferredSignature | ArrivingContent): void {
     const entry = this.kernels.get(k.id);
     if (!entry) return;
     const partBytes = this.o.partBytes ?? DEFAULT_PART_BYTES;
-    // Only output goes in parts: the gateway reads replies (receipts) and statuses whole.
-    const parted = this.partsAccepted && partBytes > 0 && channel === 'iopub' && header.msgType !== 'status' && wireLength(parts) > partBytes;
+    const parted = this.inParts(channel, header.msgType, wireLength(parts));
     // Output whose signature is unchecked starts out before the check ends only in parts, to a
     // gateway that can be told to drop it; otherwise it is checked now.
     const early = unchecked !== undefined && parted && this.partAbortAccepted;
-    if (unchecked && !early && !unchecked.now()) {
+    const arriving = unchecked instanceof ArrivingContent ? unchecked : undefined;
+    const deferred = unchecked instanceof DeferredSignature ? unchecked : undefined;
+    if (arriving && !parted) {
+      // acceptsArriving said yes just now, so this cannot happen; if it did, the message could
+      // not be framed before it is all in.
+      k.dropMessage(channel, 'output arrived in a form the tunnel cannot take');
+      return;
+    }
+    if (deferred && !early && !deferred.now()) {
       k.dropMessage(channel, 'kernel message has a bad HMAC signature');
       return;
     }
@@ -366,11 +384,22 @@ export class Provider {
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }
-    const frame = parted ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes) : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
-    if (early) (frame as PartedMessage).hold();
+    const frame = parted ? new PartedMessage(entry.idBytes, channel, parts, metadata, partBytes, arriving) : kernelFrameFromParts(entry.idBytes, channel, parts, metadata);
+    // Held until the verdict: to a gateway that takes the abort, all parts but the last go out
+    // meanwhile (those of arriving content as their bytes come in); to another, none does.
+    if (early || arriving) (frame as PartedMessage).hold();
     const queued = this.outbox.enqueue(k.id, { frame, droppable: channel === 'iopub' && DROPPABLE.has(header.msgType), parent: parts.parent });
     this.batcher.onMessage(k.id, channel, header.msgType, parent?.msgType, parent?.msgId, state);
-    if (early && queued) this.checkWhileSending(k, channel, frame as PartedMessage, unchecked, partBytes);
+    if (!queued) return;
+    const m = frame as PartedMessage;
+    if (arriving) {
+      arriving.listen(
+        () => {
+          if (m.partReady) this.outbox.resume();
+        },
+        (ok, reason) => this.onVerdict(k, channel, m, ok, reason),
+      );
+    } else if (early && deferred) this.checkWhileSending(k, channel, m, deferred, partBytes);
   }
 
   /**
@@ -381,19 +410,22 @@ export class Provider {
   private checkWhileSending(k: Kernel, channel: Channel, m: PartedMessage, sig: DeferredSignature, step: number): void {
     sig.inSteps(
       step,
-      (ok) => {
-        if (ok) m.release();
-        else {
-          k.dropMessage(channel, 'kernel message has a bad HMAC signature (found while it was being sent)');
-          // The abort goes before anything else of the kernel's (discard sends nothing): the
-          // gateway takes no other frame of this kernel in the middle of its message in parts.
-          // Parts went out only to a gateway that takes the abort (outbox: partAbort).
-          if (this.outbox.discard(k.id, m)) this.outbox.sendControl(encodeControl({ type: 'kernel_part_abort', kernelId: k.id }));
-        }
-        this.outbox.resume();
-      },
+      (ok) => this.onVerdict(k, channel, m, ok, 'kernel message has a bad HMAC signature (found while it was being sent)'),
       () => !m.partReady, // only the last part is left: it waits for the verdict
     );
+  }
+
+  /** A held message's verdict: its last part may go, or it is taken back. */
+  private onVerdict(k: Kernel, channel: Channel, m: PartedMessage, ok: boolean, reason: string): void {
+    if (ok) m.release();
+    else {
+      k.dropMessage(channel, reason);
+      // The abort goes before anything else of the kernel's (discard sends nothing): the
+      // gateway takes no other frame of this kernel in the middle of its message in parts.
+      // Parts went out only to a gateway that takes the abort (outbox: partAbort).
+      if (this.outbox.discard(k.id, m)) this.outbox.sendControl(encodeControl({ type: 'kernel_part_abort', kernelId: k.id }));
+    }
+    this.outbox.resume();
   }
 
   private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer {

@@ -126,6 +126,78 @@ export class DeferredSignature {
   }
 }
 
+/**
+ * The content of a large iopub message that is still arriving from the kernel (zmtp-sub.ts
+ * writes it into `buffer`), hashed as it comes: the message is handed on, and its first
+ * parts cross the tunnel, while the kernel is still sending the rest. Like DeferredSignature,
+ * the verdict comes once all of it is in; a message cut off (its connection broke, the kernel
+ * was restarted) fails.
+ */
+export class ArrivingContent {
+  readonly buffer: Buffer;
+  #filled = 0;
+  #hmac: Hmac | undefined;
+  #verdict: boolean | undefined;
+  #reason = '';
+  #onProgress: ((filled: number) => void) | undefined;
+  #onVerdict: ((ok: boolean, reason: string) => void) | undefined;
+
+  constructor(
+    key: Buffer,
+    head: { readonly header: Uint8Array; readonly parent: Uint8Array; readonly metadata: Uint8Array },
+    private readonly signature: Buffer,
+    size: number,
+  ) {
+    this.buffer = Buffer.allocUnsafe(size);
+    if (key.length > 0) this.#hmac = hmacOfHead(key, head.header, head.parent, head.metadata);
+  }
+
+  /** Bytes of `buffer` in so far. */
+  get filled(): number {
+    return this.#filled;
+  }
+
+  /** true or false once all of it is in (or it was cut off); undefined until then. */
+  get verdict(): boolean | undefined {
+    return this.#verdict;
+  }
+
+  /** The reader: bytes 0..filled are in. */
+  progress(filled: number): void {
+    if (this.#verdict !== undefined || filled <= this.#filled) return;
+    this.#hmac?.update(this.buffer.subarray(this.#filled, filled));
+    this.#filled = filled;
+    if (filled < this.buffer.length) {
+      this.#onProgress?.(filled);
+      return;
+    }
+    const ok = this.#hmac === undefined || digestMatches(Buffer.from(this.#hmac.digest('hex'), 'latin1'), this.signature);
+    this.#hmac = undefined;
+    this.#decide(ok, ok ? '' : 'kernel message has a bad HMAC signature (found while it was being sent)');
+  }
+
+  /** The reader: the rest will not come. */
+  abort(reason: string): void {
+    if (this.#verdict === undefined) this.#decide(false, reason);
+  }
+
+  /** Whoever sends the message on: told of each step, and of the verdict (at once if known). */
+  listen(onProgress: (filled: number) => void, onVerdict: (ok: boolean, reason: string) => void): void {
+    if (this.#verdict !== undefined) return onVerdict(this.#verdict, this.#reason);
+    this.#onProgress = onProgress;
+    this.#onVerdict = onVerdict;
+  }
+
+  #decide(ok: boolean, reason: string): void {
+    this.#verdict = ok;
+    this.#reason = reason;
+    this.#hmac = undefined;
+    const cb = this.#onVerdict;
+    this.#onProgress = this.#onVerdict = undefined;
+    cb?.(ok, reason);
+  }
+}
+
 /** The fields of a header we route on; everything else stays bytes. */
 export interface HeaderPeek {
   readonly msgId: string;

@@ -1,5 +1,6 @@
 // The ZMQ side of one kernel: DEALER sockets for shell, control and stdin, a SUB for iopub,
-// as jupyter_client connects them. Shell and stdin share one routing id, because the
+// as jupyter_client connects them. The iopub SUB is either libzmq's (the `zeromq` package) or
+// our own ZMTP reader (zmtp-sub.ts), which can hand a large frame on while it arrives. Shell and stdin share one routing id, because the
 // kernel sends input_request on its stdin ROUTER to the identity that sent the
 // execute_request on shell (jupyter_client does the same with session.bsession).
 import { randomUUID } from 'node:crypto';
@@ -7,13 +8,32 @@ import * as zmq from 'zeromq';
 import type { Channel } from '@kinesis/protocol/jupyter/messages';
 import { zmqUrl, type ConnectionInfo } from './connection.ts';
 import type { Logger } from './logger.ts';
+import { ZmtpSubscriber, type LargeFrameSink } from './zmtp-sub.ts';
 
 export type InboundHandler = (channel: Channel, frames: Buffer[]) => void;
 
 type Sendable = zmq.Dealer;
 
+/** Who reads a kernel's iopub: zmtp-sub.ts, or libzmq's SUB (the `zeromq` package). */
+export type IopubReader = 'js' | 'libzmq';
+
+/** How iopub is read. Without `arriving`, libzmq's SUB reads it. */
+export interface IopubOptions {
+  /** Read iopub with zmtp-sub.ts: a large frame may be taken as it arrives. */
+  readonly arriving: {
+    /** See ZmtpSubHandlers.onLargeFrame; streamed messages are not passed to onFrames. */
+    onLargeFrame(framesSoFar: readonly Buffer[], size: number, more: boolean): LargeFrameSink | undefined;
+    /** A message taken as it arrived was cut off. */
+    onAbort(): void;
+    /** A message skipped because one of its frames was over the limit. */
+    onOversize(size: number): void;
+    readonly largeFrameBytes: number;
+  };
+}
+
 export class KernelChannels {
-  private readonly sockets: { shell: zmq.Dealer; control: zmq.Dealer; stdin: zmq.Dealer; iopub: zmq.Subscriber };
+  private readonly sockets: { shell: zmq.Dealer; control: zmq.Dealer; stdin: zmq.Dealer };
+  private readonly iopub: zmq.Subscriber | ZmtpSubscriber;
   // zeromq 6 allows one pending send per socket: later sends wait their turn here.
   private readonly sendChains = new Map<Sendable, Promise<void>>();
   private closed = false;
@@ -33,6 +53,7 @@ export class KernelChannels {
     info: ConnectionInfo,
     private readonly onFrames: InboundHandler,
     private readonly logger: Logger,
+    iopubOptions?: IopubOptions,
   ) {
     this.connected = new Promise<void>((resolve) => (this.onAllConnected = resolve));
     const identity = `kinesis-${randomUUID()}`;
@@ -46,20 +67,46 @@ export class KernelChannels {
       s.connect(zmqUrl(info, port));
       return s;
     };
-    const iopub = new zmq.Subscriber({ linger: 0 });
-    iopub.connect(zmqUrl(info, info.iopub_port));
-    iopub.subscribe();
     this.sockets = {
       shell: dealer('shell', info.shell_port, identity),
       control: dealer('control', info.control_port),
       stdin: dealer('stdin', info.stdin_port, identity),
-      iopub,
     };
-    for (const ch of ['shell', 'control', 'stdin', 'iopub'] as const) void this.readLoop(ch);
+    for (const ch of ['shell', 'control', 'stdin'] as const) void this.readLoop(ch, this.sockets[ch]);
+    const a = iopubOptions?.arriving;
+    if (a) {
+      this.iopub = new ZmtpSubscriber(
+        { host: info.ip, port: info.iopub_port, largeFrameBytes: a.largeFrameBytes },
+        {
+          onLargeFrame: (frames, size, more) => a.onLargeFrame(frames, size, more),
+          onMessage: (frames, streamed) => {
+            if (!streamed) this.deliver('iopub', frames);
+          },
+          onAbort: (streamed) => {
+            if (streamed) a.onAbort();
+          },
+          onOversize: (_frames, size) => a.onOversize(size),
+          onError: (reason) => this.logger.warn('kernel iopub connection failed', { reason }),
+        },
+      );
+    } else {
+      const sub = new zmq.Subscriber({ linger: 0 });
+      sub.connect(zmqUrl(info, info.iopub_port));
+      sub.subscribe();
+      this.iopub = sub;
+      void this.readLoop('iopub', sub);
+    }
   }
 
-  private async readLoop(channel: Channel): Promise<void> {
-    const sock = this.sockets[channel];
+  private deliver(channel: Channel, frames: Buffer[]): void {
+    try {
+      this.onFrames(channel, frames);
+    } catch (e) {
+      this.logger.error('handler for kernel message threw', { channel, error: String(e) });
+    }
+  }
+
+  private async readLoop(channel: Channel, sock: zmq.Dealer | zmq.Subscriber): Promise<void> {
     while (!this.closed) {
       let frames: Buffer[];
       try {
@@ -70,11 +117,7 @@ export class KernelChannels {
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
-      try {
-        this.onFrames(channel, frames);
-      } catch (e) {
-        this.logger.error('handler for kernel message threw', { channel, error: String(e) });
-      }
+      this.deliver(channel, frames);
     }
   }
 
@@ -105,7 +148,7 @@ export class KernelChannels {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const s of Object.values(this.sockets)) {
+    for (const s of [...Object.values(this.sockets), this.iopub]) {
       try {
         s.close();
       } catch {
