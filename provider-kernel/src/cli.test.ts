@@ -8,7 +8,7 @@ describe('kinesis-provider flags', () => {
     const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
     expect(r).toEqual({
       help: false,
-      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 1048576 },
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 1048576, iopubReader: 'js' },
     });
     expect(parseCli(['--help'])).toEqual({ help: true });
     const off = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--no-metering']);
@@ -30,6 +30,19 @@ describe('kinesis-provider flags', () => {
     for (const bad of ['-1', '1.5', '1001', '08', 'x']) expect(() => parseCli([...base, '--gateway', 'http://x', '--output-batch-ms', bad])).toThrow(/output-batch-ms/);
     const zero = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--output-batch-ms', '0']);
     expect(zero.help === false && zero.config.outputBatchMs).toBe(0);
+  });
+
+  it('--iopub-reader: js (default) or libzmq', () => {
+    const base = ['--gateway', 'http://x', '--data-dir', 'd'];
+    const reader = (...extra: string[]): string | undefined => {
+      const r = parseCli([...base, ...extra]);
+      return r.help ? undefined : r.config.iopubReader;
+    };
+    expect(USAGE).toMatch(/--iopub-reader <r>/);
+    expect(reader()).toBe('js');
+    expect(reader('--iopub-reader', 'libzmq')).toBe('libzmq');
+    expect(reader('--iopub-reader=js')).toBe('js');
+    for (const bad of ['', 'zmq', 'JS', 'js ']) expect(() => parseCli([...base, `--iopub-reader=${bad}`]), bad).toThrow(/--iopub-reader must be js or libzmq/);
   });
 
   it('--part-bytes: 0 (off) or 64 KiB to 16 MiB, 1 MiB by default', () => {

@@ -1,5 +1,6 @@
 // End to end: the real gateway (kernel-gateway's startGateway), this provider, and a real
 // ipykernel, driven by @jupyterlab/services 7 from Node as a Jupyter client would.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,4 +75,29 @@ describe('gateway + provider + ipykernel', () => {
     }
     expect(provider.provider.kernelStates()).toEqual([]);
   });
+
+  it('delivers large output exactly, whichever reads iopub: our ZMTP reader (streamed while it arrives) or libzmq', async () => {
+    const other = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-libzmq'), name: 'libzmq', iopubReader: 'libzmq', kernelspecDirs: ['/usr/share/jupyter/kernels'], logger: silentLogger, waitForConnection: true });
+    try {
+      const specs = await KernelSpecAPI.getSpecs(settings);
+      // 3.2 MB in one stream message (one write), then 1+1: content, order and reply intact.
+      const code = "import hashlib, sys\ns = ''.join(hashlib.sha256(str(i).encode()).hexdigest() + '\\n' for i in range(50_000))\nsys.stdout.write(s)\nsys.stdout.flush()\nhashlib.md5(s.encode()).hexdigest()";
+      for (const p of [provider, other]) {
+        const res = await fetch(`${gateway.url}/api/kernels`, { method: 'POST', headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: specs!.default, kinesis: { provider: p.address } }) });
+        expect(res.status).toBe(201);
+        const kernel = manager.connectTo({ model: (await res.json()) as Kernel.IModel });
+        try {
+          const big = await run(kernel, code);
+          expect(big.reply).toBe('ok');
+          expect(big.out.length).toBe(50_000 * 65);
+          expect(big.result).toBe(`'${createHash('md5').update(big.out).digest('hex')}'`);
+          expect(await run(kernel, '1+1')).toMatchObject({ reply: 'ok', result: '2' });
+        } finally {
+          await kernel.shutdown();
+        }
+      }
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
 });

@@ -116,6 +116,37 @@ describe('PartedMessage', () => {
     expect(whole[whole.length - 50_000]).toBe(0xef);
   });
 
+  it('with content still arriving, gives a part only once its bytes are in, and the same frame in the end (seeded)', () => {
+    const rand = prng(0x51);
+    for (let c = 0; c < 50; c++) {
+      const idBytes = kernelIdBytes(randomUUID());
+      const full = { ...randomParts(rand), content: randomBytes(rand, 1 + Math.floor(rand() * 200_000)), buffers: [] };
+      const expected = kernelFrameFromParts(idBytes, 'iopub', full).subarray(17);
+      const arriving = { filled: 0 };
+      const content = Buffer.alloc(full.content.length);
+      const partBytes = 1000 + Math.floor(rand() * 30_000);
+      const m = new PartedMessage(idBytes, 'iopub', { ...full, content }, full.metadata, partBytes, arriving);
+      const headLen = m.total - content.length;
+      const bodies: Buffer[] = [];
+      let offset = 0;
+      while (!m.done) {
+        // A part is ready exactly when all its bytes have arrived.
+        const end = Math.min(m.total, offset + Math.max(partBytes, offset === 0 ? headLen : 0));
+        expect(m.partReady).toBe(end <= headLen + arriving.filled);
+        if (!m.partReady) {
+          const n = Math.min(content.length, arriving.filled + 1 + Math.floor(rand() * 20_000));
+          full.content.copy(content, arriving.filled, arriving.filled, n);
+          arriving.filled = n;
+          continue;
+        }
+        const part = m.next();
+        bodies.push(...part.slice(1));
+        offset = end;
+      }
+      expect(Buffer.concat(bodies).equals(expected)).toBe(true);
+    }
+  });
+
   it('starts over after rewind, with the same parts', () => {
     const rand = prng(5);
     const p: WireParts = { header: j({ msg_id: 'a' }), parent: j({}), metadata: j({}), content: randomBytes(rand, 10_000), buffers: [] };

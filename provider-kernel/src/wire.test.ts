@@ -6,7 +6,7 @@ import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
 import { KernelError } from './errors.ts';
 import { kernelFrameFromParts, kernelIdBytes } from './kernel-frame.ts';
 import { makeMessage } from '@kinesis/protocol/jupyter/messages';
-import { clientMessage, DeferredSignature, DELIMITER, executionState, fromZmqFrames, sign, splitZmqFrames, toZmqFrames, type WireParts } from './wire.ts';
+import { ArrivingContent, clientMessage, DeferredSignature, DELIMITER, executionState, fromZmqFrames, sign, splitZmqFrames, toZmqFrames, type WireParts } from './wire.ts';
 
 const key = Buffer.from('5f1c2c2f0c6e4f0b8f6b3f0c2c1f0a1e', 'latin1');
 const j = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
@@ -101,6 +101,63 @@ describe('Jupyter ZMQ wire protocol', () => {
     // An empty key means signing is off (Jupyter): nothing to check.
     expect((await inSteps(new DeferredSignature(Buffer.alloc(0), big), 1)).ok).toBe(true);
     expect(() => new DeferredSignature(key, big).inSteps(0, () => undefined)).toThrow(RangeError);
+  });
+
+  it('checks content that arrives in pieces: hashed as it comes, the verdict once all is in, failure when cut off', () => {
+    const rand = prng(11);
+    const p = { ...parts(rand), content: randomBytes(rand, 300_000) };
+    const signature = Buffer.from(sign(key, p.header, p.parent, p.metadata, p.content), 'latin1');
+    const arrive = (sig: Buffer, k = key): { a: ArrivingContent; steps: number[]; verdicts: [boolean, string][] } => {
+      const a = new ArrivingContent(k, p, sig, p.content.length);
+      const steps: number[] = [];
+      const verdicts: [boolean, string][] = [];
+      a.listen((n) => steps.push(n), (ok, why) => verdicts.push([ok, why]));
+      return { a, steps, verdicts };
+    };
+    const fill = (a: ArrivingContent, upTo: number): void => {
+      for (let at = a.filled; at < upTo; ) {
+        const n = Math.min(upTo - at, 1 + Math.floor(rand() * 40_000));
+        p.content.copy(a.buffer, at, at, at + n);
+        at += n;
+        a.progress(at);
+      }
+    };
+    const good = arrive(signature);
+    expect(good.a.buffer.length).toBe(p.content.length);
+    fill(good.a, 200_000);
+    expect(good.a.verdict).toBeUndefined();
+    expect(good.steps.at(-1)).toBe(200_000);
+    fill(good.a, p.content.length);
+    expect(good.verdicts).toEqual([[true, '']]);
+    expect(good.a.buffer.equals(p.content)).toBe(true);
+    good.a.abort('too late'); // decided already: no second verdict
+    expect(good.verdicts).toHaveLength(1);
+    // Another key's signature, or one byte of content changed, fails at the end.
+    const forged = arrive(Buffer.from(sign(Buffer.from('other'), p.header, p.parent, p.metadata, p.content), 'latin1'));
+    fill(forged.a, p.content.length);
+    expect(forged.verdicts).toEqual([[false, expect.stringMatching(/bad HMAC/)]]);
+    const tampered = arrive(signature);
+    fill(tampered.a, 1000);
+    tampered.a.buffer[500] ^= 1; // bytes already hashed are not read again: change one still to come
+    p.content.copy(tampered.a.buffer, 1000, 1000);
+    tampered.a.buffer[250_000] ^= 1;
+    tampered.a.progress(p.content.length);
+    expect(tampered.verdicts[0]?.[0]).toBe(false);
+    // Cut off: fails with the reason given; later bytes change nothing.
+    const cut = arrive(signature);
+    fill(cut.a, 100_000);
+    cut.a.abort('connection broke');
+    cut.a.progress(p.content.length);
+    expect(cut.verdicts).toEqual([[false, 'connection broke']]);
+    // Listening after the verdict hears it at once; an empty key (signing off) passes anything.
+    const late = new ArrivingContent(key, p, signature, p.content.length);
+    late.abort('gone');
+    const heard: boolean[] = [];
+    late.listen(() => undefined, (ok) => heard.push(ok));
+    expect(heard).toEqual([false]);
+    const unsigned = arrive(Buffer.alloc(0), Buffer.alloc(0));
+    fill(unsigned.a, p.content.length);
+    expect(unsigned.verdicts).toEqual([[true, '']]);
   });
 
   it('takes a client\'s message for a kernel only when it is well formed and not on iopub', () => {
