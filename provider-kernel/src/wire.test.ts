@@ -138,9 +138,9 @@ describe('Jupyter ZMQ wire protocol', () => {
     expect(forged.verdicts).toEqual([[false, expect.stringMatching(/bad HMAC/)]]);
     const tampered = arrive(signature);
     fill(tampered.a, 1000);
-    tampered.a.buffer[500] ^= 1; // bytes already hashed are not read again: change one still to come
+    tampered.a.buffer[500]! ^= 1; // already hashed: not read again, so this alone changes nothing
     p.content.copy(tampered.a.buffer, 1000, 1000);
-    tampered.a.buffer[250_000] ^= 1;
+    tampered.a.buffer[250_000]! ^= 1; // still to be hashed: this fails the check
     tampered.a.progress(p.content.length);
     expect(tampered.verdicts[0]?.[0]).toBe(false);
     // Cut off: fails with the reason given; later bytes change nothing.
