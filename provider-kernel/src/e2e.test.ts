@@ -78,17 +78,25 @@ describe('gateway + provider + ipykernel', () => {
 
   it('delivers large output exactly, whichever reads iopub: our ZMTP reader (streamed while it arrives) or libzmq', async () => {
     const other = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-libzmq'), name: 'libzmq', iopubReader: 'libzmq', kernelspecDirs: ['/usr/share/jupyter/kernels'], logger: silentLogger, waitForConnection: true });
+    // A third provider whose reader skips output with a part over 2 MiB: the user sees a notice instead.
+    const small = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-small'), name: 'small', maxIopubFrameBytes: 2 * 1024 * 1024, kernelspecDirs: ['/usr/share/jupyter/kernels'], logger: silentLogger, waitForConnection: true });
     try {
       const specs = await KernelSpecAPI.getSpecs(settings);
       // 3.2 MB in one stream message (one write), then 1+1: content, order and reply intact.
       const code = "import hashlib, sys\ns = ''.join(hashlib.sha256(str(i).encode()).hexdigest() + '\\n' for i in range(50_000))\nsys.stdout.write(s)\nsys.stdout.flush()\nhashlib.md5(s.encode()).hexdigest()";
-      for (const p of [provider, other]) {
+      for (const p of [provider, other, small]) {
         const res = await fetch(`${gateway.url}/api/kernels`, { method: 'POST', headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: specs!.default, kinesis: { provider: p.address } }) });
         expect(res.status).toBe(201);
         const kernel = manager.connectTo({ model: (await res.json()) as Kernel.IModel });
         try {
           const big = await run(kernel, code);
           expect(big.reply).toBe('ok');
+          if (p === small) {
+            const notice = /^\n\[kinesis\] 1 output message\(s\), (\d+) bytes, were dropped/.exec(big.out);
+            expect(Number(notice?.[1]), big.out.slice(0, 300)).toBeGreaterThan(3_250_000); // the content frame, JSON-escaped
+            expect(await run(kernel, 'print("still here")')).toMatchObject({ reply: 'ok', out: 'still here\n' });
+            continue;
+          }
           expect(big.out.length).toBe(50_000 * 65);
           expect(big.result).toBe(`'${createHash('md5').update(big.out).digest('hex')}'`);
           expect(await run(kernel, '1+1')).toMatchObject({ reply: 'ok', result: '2' });
@@ -98,6 +106,7 @@ describe('gateway + provider + ipykernel', () => {
       }
     } finally {
       await other.close();
+      await small.close();
     }
   }, 60_000);
 });

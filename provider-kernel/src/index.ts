@@ -42,6 +42,8 @@ export interface StartProviderOptions {
   readonly partBytes?: number;
   /** Who reads kernels' iopub (default 'js': large output goes on while it arrives). */
   readonly iopubReader?: IopubReader;
+  /** With the js reader: output with a part over this many bytes is skipped, with a notice (default 1 GiB). */
+  readonly maxIopubFrameBytes?: number;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
   readonly passEnv?: readonly string[];
   /** Resolve only once the first handshake with the gateway completed. */
@@ -137,6 +139,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.outputBatchMs !== undefined ? { outputBatchMs: opts.outputBatchMs } : {}),
     ...(opts.partBytes !== undefined ? { partBytes: opts.partBytes } : {}),
     ...(opts.iopubReader !== undefined ? { iopubReader: opts.iopubReader } : {}),
+    ...(opts.maxIopubFrameBytes !== undefined ? { maxIopubFrameBytes: opts.maxIopubFrameBytes } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(kernelUser ? { kernelUser } : {}),
     ...(opts.link ? { link: opts.link } : {}),

@@ -47,6 +47,11 @@ export interface KernelHooks {
    * still arriving? Without this hook, or when it says no, messages come whole.
    */
   acceptsArriving?(kernel: Kernel, msgType: string, wireBytes: number): boolean;
+  /**
+   * iopub output was skipped unread: one of its parts was over the reader's limit (1 GiB).
+   * `parent`: its parent header's bytes when they came before that part (unchecked).
+   */
+  onOversize?(kernel: Kernel, bytes: number, parent: Buffer | undefined): void;
   /** Lifecycle changes the kernel cannot announce itself (tunnel `kernel_status`). */
   onStatus(kernel: Kernel, status: 'starting' | 'restarting' | 'dead', reason?: string): void;
 }
@@ -66,6 +71,8 @@ export interface KernelOptions {
   readonly extraEnv?: Readonly<Record<string, string>>;
   /** Who reads the kernel's iopub (default 'js': large output is handed on while it arrives). */
   readonly iopubReader?: IopubReader;
+  /** With the js reader: iopub output with a part over this many bytes is skipped (default 1 GiB). */
+  readonly maxIopubFrameBytes?: number;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;
   /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
@@ -265,12 +272,13 @@ export class Kernel {
     this.channels = new KernelChannels(info, (ch, frames) => this.onFrames(gen, ch, frames), this.o.logger, js ? {
       arriving: {
         largeFrameBytes: DEFER_SIGNATURE_BYTES,
+        ...(this.o.maxIopubFrameBytes ? { maxFrameBytes: this.o.maxIopubFrameBytes } : {}),
         onLargeFrame: (frames, size, more) => this.onLargeFrame(gen, frames, size, more),
         onAbort: () => {
           this.arriving?.abort('the kernel connection broke in the middle of the message');
           this.arriving = undefined;
         },
-        onOversize: (size) => this.dropMessage('iopub', `a part of ${size} bytes is over the limit`),
+        onOversize: (frames, size) => this.onOversize(gen, frames, size),
       },
     } : undefined);
     void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));
@@ -417,6 +425,13 @@ export class Kernel {
         if (filled === size && this.arriving === content) this.arriving = undefined;
       },
     };
+  }
+
+  private onOversize(gen: number, frames: readonly Buffer[], size: number): void {
+    if (gen !== this.generation) return;
+    this.dropMessage('iopub', `a part of ${size} bytes is over the limit`);
+    const d = frames.findIndex((f) => f.equals(DELIMITER));
+    this.o.hooks.onOversize?.(this, size, d >= 0 ? frames[d + 3] : undefined);
   }
 
   /** True when the message is signed with this kernel's key; drops it when not. */

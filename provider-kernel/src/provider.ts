@@ -65,6 +65,8 @@ export interface ProviderOptions {
   readonly partBytes?: number;
   /** Who reads kernels' iopub (default 'js'). */
   readonly iopubReader?: IopubReader;
+  /** With the js reader: output with a part over this many bytes is skipped, with a notice (default 1 GiB). */
+  readonly maxIopubFrameBytes?: number;
 }
 
 interface KernelEntry {
@@ -262,6 +264,7 @@ export class Provider {
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
       ...(this.o.kernelUser ? { runAs: this.o.kernelUser } : {}),
       ...(this.o.iopubReader ? { iopubReader: this.o.iopubReader } : {}),
+      ...(this.o.maxIopubFrameBytes ? { maxIopubFrameBytes: this.o.maxIopubFrameBytes } : {}),
       ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
@@ -345,6 +348,12 @@ export class Provider {
       if (status === 'dead' && e && !sent) e.deadUnsent = true;
     },
     onMessage: (k, channel, parts, header, parent, unchecked) => this.toGateway(k, channel, parts, header, parent, unchecked),
+    // The user sees a notice where the output went missing, as for output the queue dropped.
+    // Its parent header is unchecked (the message was never read whole): at worst the notice
+    // shows under another cell of this kernel.
+    onOversize: (k, bytes, parent) => {
+      if (this.kernels.has(k.id)) this.outbox.enqueue(k.id, { frame: this.dropNotice(k.id, 1, bytes, parent), droppable: false });
+    },
     acceptsArriving: (_k, msgType, wireBytes) => this.partAbortAccepted && this.inParts('iopub', msgType, wireBytes),
   };
 

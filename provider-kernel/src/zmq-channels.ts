@@ -25,9 +25,11 @@ export interface IopubOptions {
     onLargeFrame(framesSoFar: readonly Buffer[], size: number, more: boolean): LargeFrameSink | undefined;
     /** A message taken as it arrived was cut off. */
     onAbort(): void;
-    /** A message skipped because one of its frames was over the limit. */
-    onOversize(size: number): void;
+    /** A message skipped because one of its frames was over the limit (`framesSoFar`: those before it). */
+    onOversize(framesSoFar: readonly Buffer[], size: number): void;
     readonly largeFrameBytes: number;
+    /** Frames over this are skipped with their message (default 1 GiB). */
+    readonly maxFrameBytes?: number;
   };
 }
 
@@ -76,7 +78,7 @@ export class KernelChannels {
     const a = iopubOptions?.arriving;
     if (a) {
       this.iopub = new ZmtpSubscriber(
-        { host: info.ip, port: info.iopub_port, largeFrameBytes: a.largeFrameBytes },
+        { host: info.ip, port: info.iopub_port, largeFrameBytes: a.largeFrameBytes, ...(a.maxFrameBytes ? { maxFrameBytes: a.maxFrameBytes } : {}) },
         {
           onLargeFrame: (frames, size, more) => a.onLargeFrame(frames, size, more),
           onMessage: (frames, streamed) => {
@@ -85,7 +87,7 @@ export class KernelChannels {
           onAbort: (streamed) => {
             if (streamed) a.onAbort();
           },
-          onOversize: (_frames, size) => a.onOversize(size),
+          onOversize: (frames, size) => a.onOversize(frames, size),
           onError: (reason) => this.logger.warn('kernel iopub connection failed', { reason }),
         },
       );
