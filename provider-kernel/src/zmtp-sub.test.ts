@@ -310,4 +310,24 @@ describe('ZmtpSubscriber', () => {
     expect(errors[0]).toMatch(/DEALER, not a PUB/);
     expect(got).toEqual(['fine']);
   });
+
+  it('survives a handler that throws: reports it, drops that connection and connects again', async () => {
+    const server = net.createServer((c) => c.once('data', () => c.write(Buffer.concat([HANDSHAKE, message([Buffer.from('boom')]), message([Buffer.from('lost with the connection')])]))));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => server.close(r)));
+    const errors: string[] = [];
+    let boomed = 0;
+    const sub = new ZmtpSubscriber(
+      { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, reconnectMs: 20 },
+      {
+        onMessage: (f) => {
+          if (String(f[0]) === 'boom' && boomed++ === 0) throw new Error('handler bug');
+        },
+        onError: (e) => errors.push(e),
+      },
+    );
+    closers.push(() => sub.close());
+    await until(() => (boomed >= 2 ? true : undefined));
+    expect(errors[0]).toMatch(/reading the kernel's iopub failed: handler bug/);
+  });
 });

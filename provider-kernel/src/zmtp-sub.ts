@@ -167,6 +167,11 @@ export class ZmtpSubDecoder {
     if (b.filled === b.size) this.endFrame();
   }
 
+  /** The peer's READY arrived. */
+  get handshaken(): boolean {
+    return this.phase === 'frames';
+  }
+
   /** True while a message is partly read. */
   get midMessage(): boolean {
     return this.frames.length > 0 || this.body !== undefined || this.skipping;
@@ -330,6 +335,8 @@ export class ZmtpSubscriber {
   private decoder: ZmtpSubDecoder | undefined;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Connections in a row that failed while reading: each doubles the wait before the next try (up to 5 s). */
+  private failures = 0;
 
   constructor(
     private readonly o: ZmtpSubOptions,
@@ -344,6 +351,7 @@ export class ZmtpSubscriber {
     // go straight into the frame's own buffer (no copy, and reads as large as the socket has).
     const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
     let direct = false;
+    let broke = false;
     // Made first: net.connect asks for the first read buffer at once.
     const d = new ZmtpSubDecoder(this.h, (b) => s.write(b), this.o, true);
     const s: net.Socket = net.connect({
@@ -362,8 +370,11 @@ export class ZmtpSubscriber {
             if (direct) d.pushDirect(n);
             else d.push(Buffer.from(buf.buffer, buf.byteOffset, n));
           } catch (e) {
-            if (!(e instanceof ProtocolError)) throw e;
-            this.h.onError?.(e.message);
+            // A peer that breaks the protocol, or a handler that threw (a bug: the decoder's
+            // state is then unknown): either way this connection is done, and we connect again.
+            broke = true;
+            this.failures++;
+            this.h.onError?.(e instanceof ProtocolError ? e.message : `reading the kernel's iopub failed: ${e instanceof Error ? e.message : String(e)}`);
             s.destroy();
             return false;
           }
@@ -382,7 +393,9 @@ export class ZmtpSubscriber {
       if (this.socket !== s) return;
       d.abort();
       this.socket = undefined;
-      if (!this.closed) this.timer = setTimeout(() => this.connect(), this.o.reconnectMs ?? 100);
+      if (d.handshaken && !broke) this.failures = 0;
+      const wait = Math.min((this.o.reconnectMs ?? 100) * 2 ** Math.min(this.failures, 16), 5000);
+      if (!this.closed) this.timer = setTimeout(() => this.connect(), wait);
     });
   }
 
