@@ -1,8 +1,9 @@
 // The ZMQ side of one kernel: DEALER sockets for shell, control and stdin, a SUB for iopub,
-// as jupyter_client connects them. The iopub SUB is either libzmq's (the `zeromq` package) or
-// our own ZMTP reader (zmtp-sub.ts), which can hand a large frame on while it arrives. Shell and stdin share one routing id, because the
+// as jupyter_client connects them. Shell and stdin share one routing id, because the
 // kernel sends input_request on its stdin ROUTER to the identity that sent the
 // execute_request on shell (jupyter_client does the same with session.bsession).
+// The DEALERs are libzmq's (the `zeromq` package); the iopub SUB is either libzmq's or our
+// own ZMTP reader (zmtp-sub.ts), which can hand a large frame on while it arrives.
 import { randomUUID } from 'node:crypto';
 import * as zmq from 'zeromq';
 import type { Channel } from '@kinesis/protocol/jupyter/messages';
