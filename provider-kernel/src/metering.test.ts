@@ -74,12 +74,19 @@ describe('execution tracking for the meter', () => {
     t.onReply('c', 'not a date');
     t.onStatus('d', 'busy');
     t.onReply('d', undefined);
+    // The reply came before the busy: the window starts at the kernel's `started`; the busy
+    // that follows changes nothing.
+    now += 10;
+    t.onReply('e', '2026-11-24T11:00:00Z', new Date(now - 3).toISOString());
+    t.onStatus('e', 'busy', new Date(now - 4).toISOString());
+    t.onStatus('e', 'idle', new Date(now).toISOString());
     const at = (iso: string): number => Date.parse(iso);
     expect(times).toEqual([
       `start:a@${at('2026-11-24T10:00:00.250Z')}`, `end:a@${at('2026-11-24T10:00:00.900Z')}`,
-      `start:b@${now - 5}`, `end:b@${now - 5}`,
-      `start:c@${now - 5}`, `end:c@${now}`,
-      `start:d@${now}`, `end:d@${now}`,
+      `start:b@${now - 15}`, `end:b@${now - 15}`,
+      `start:c@${now - 15}`, `end:c@${now - 10}`,
+      `start:d@${now - 10}`, `end:d@${now - 10}`,
+      `start:e@${now - 3}`, `end:e@${now}`,
     ]);
   });
 

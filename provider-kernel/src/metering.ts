@@ -79,9 +79,14 @@ export class ExecutionTracker {
     if (ex.replied) this.executions.delete(parentMsgId);
   }
 
-  /** execute_reply (`date`: its header's): returns the receipt to put into its metadata, if the meter gave one. */
-  onReply(parentMsgId: string, date?: string): SignedReceipt | undefined {
-    const ex = this.executions.get(parentMsgId) ?? this.begin(parentMsgId, this.now());
+  /**
+   * execute_reply (`date`: its header's; `started`: its metadata's, when the kernel stamps
+   * one, as ipykernel does): returns the receipt to put into its metadata, if the meter gave
+   * one. The reply can come before the busy (they travel on different sockets, and the
+   * provider may take in both at once); the execution then starts at the kernel's `started`.
+   */
+  onReply(parentMsgId: string, date?: string, started?: string): SignedReceipt | undefined {
+    const ex = this.executions.get(parentMsgId) ?? this.begin(parentMsgId, this.kernelTime(started ?? date, this.lastEndMs));
     ex.replied = true;
     if (!ex.ended) this.end(parentMsgId, ex, date);
     const r = ex.receipt;

@@ -32,6 +32,11 @@ import { DEFAULT_OUTPUT_BATCH_MS, ExecutionBatcher } from './batch.ts';
 import { gpuEnv } from './kernel-env.ts';
 import { ArrivingContent, clientMessage, DeferredSignature, executionState, wireLength, type HeaderPeek, type WireParts } from './wire.ts';
 
+/** An execute_reply's `metadata.started` (ipykernel stamps the cell's start there), unchecked. */
+function startedOf(metadata: Buffer): string | undefined {
+  return /"started"\s*:\s*"([^"]{1,64})"/.exec(metadata.toString('utf8', 0, Math.min(metadata.length, 4096)))?.[1];
+}
+
 /** Output a full queue may shed: it is what a person reads, and losing it is marked. */
 const DROPPABLE = new Set(['stream', 'display_data', 'update_display_data']);
 const MAX_ADVERTISED_SPECS = 64;
@@ -389,7 +394,7 @@ export class Provider {
     if (t && parent?.msgType === 'execute_request') {
       if (state === 'busy' || state === 'idle') t.onStatus(parent.msgId, state, header.date);
       else if (channel === 'shell' && header.msgType === 'execute_reply') {
-        const receipt = t.onReply(parent.msgId, header.date);
+        const receipt = t.onReply(parent.msgId, header.date, startedOf(parts.metadata));
         if (receipt) metadata = metadataWithReceipt(metadata, receipt);
       }
     }
