@@ -17,7 +17,7 @@ import { buildKernelEnv } from './kernel-env.ts';
 import { KernelProcess } from './kernel-process.ts';
 import type { LocalKernelSpec } from './kernelspecs.ts';
 import type { Logger } from './logger.ts';
-import { ArrivingContent, DELIMITER, DeferredSignature, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
+import { ArrivingContent, DeferredSignature, delimiterIndex, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
 import { KernelChannels, type IopubReader } from './zmq-channels.ts';
 import type { LargeFrameSink } from './zmtp-sub.ts';
 
@@ -399,13 +399,7 @@ export class Kernel {
    */
   private onLargeFrame(gen: number, frames: readonly Buffer[], size: number, more: boolean): LargeFrameSink | undefined {
     if (gen !== this.generation || more || !this.iopubSeen || size < DEFER_SIGNATURE_BYTES) return undefined;
-    let d = -1;
-    for (let i = 0; i < frames.length && i < 64; i++) {
-      if ((frames[i] as Buffer).equals(DELIMITER)) {
-        d = i;
-        break;
-      }
-    }
+    const d = delimiterIndex(frames);
     // Exactly the signature, header, parent and metadata after the delimiter: this frame is the content.
     if (d < 0 || frames.length !== d + 5) return undefined;
     const [signature, header, parent, metadata] = frames.slice(d + 1) as [Buffer, Buffer, Buffer, Buffer];
@@ -430,7 +424,7 @@ export class Kernel {
   private onOversize(gen: number, frames: readonly Buffer[], size: number): void {
     if (gen !== this.generation) return;
     this.dropMessage('iopub', `a part of ${size} bytes is over the limit`);
-    const d = frames.findIndex((f) => f.equals(DELIMITER));
+    const d = delimiterIndex(frames);
     this.o.hooks.onOversize?.(this, size, d >= 0 ? frames[d + 3] : undefined);
   }
 

@@ -51,18 +51,18 @@ export interface SignedParts {
  * Throws KernelError for a malformed message (the caller drops and logs it).
  */
 export function splitZmqFrames(frames: readonly Buffer[]): SignedParts {
-  let d = -1;
-  for (let i = 0; i < frames.length && i < 64; i++) {
-    if ((frames[i] as Buffer).equals(DELIMITER)) {
-      d = i;
-      break;
-    }
-  }
+  const d = delimiterIndex(frames);
   if (d < 0) throw new KernelError('kernel message has no <IDS|MSG> delimiter');
   if (frames.length < d + 6) throw new KernelError('kernel message has fewer than four JSON parts');
   if (frames.length - d - 6 > MAX_BUFFERS) throw new KernelError('kernel message has too many buffers');
   const [header, parent, metadata, content] = frames.slice(d + 2, d + 6) as [Buffer, Buffer, Buffer, Buffer];
   return { parts: { header, parent, metadata, content, buffers: frames.slice(d + 6) }, signature: frames[d + 1] as Buffer };
+}
+
+/** Where `<IDS|MSG>` is among a kernel message's first 64 frames (routing ids before it); -1: nowhere. */
+export function delimiterIndex(frames: readonly Buffer[]): number {
+  for (let i = 0; i < frames.length && i < 64; i++) if ((frames[i] as Buffer).equals(DELIMITER)) return i;
+  return -1;
 }
 
 /** Constant-time check of a message's signature (an empty key: Jupyter's signing is off). */

@@ -67,7 +67,7 @@ function decoder(o: { stream?: boolean; largeFrameBytes?: number; maxFrameBytes?
     onAbort: (streamed) => seen.aborts.push(streamed),
     onOversize: (_f, size) => seen.oversize.push(size),
   };
-  const d = new ZmtpSubDecoder(h, (b) => seen.sent.push(Buffer.from(b)), { largeFrameBytes: o.largeFrameBytes ?? 1000, ...(o.maxFrameBytes ? { maxFrameBytes: o.maxFrameBytes } : {}), ...(o.maxFrames ? { maxFrames: o.maxFrames } : {}) }, true);
+  const d = new ZmtpSubDecoder(h, (b) => seen.sent.push(Buffer.from(b)), { largeFrameBytes: o.largeFrameBytes ?? 1000, ...(o.maxFrameBytes ? { maxFrameBytes: o.maxFrameBytes } : {}), ...(o.maxFrames ? { maxFrames: o.maxFrames } : {}) });
   return { d, seen, sinks };
 }
 

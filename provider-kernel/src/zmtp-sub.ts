@@ -130,8 +130,6 @@ export class ZmtpSubDecoder {
     private readonly h: ZmtpSubHandlers,
     private readonly send: (b: Buffer) => void,
     o: Pick<ZmtpSubOptions, 'largeFrameBytes' | 'maxFrameBytes' | 'maxFrames'> = {},
-    /** Chunks passed to push() are overwritten afterwards: keep copies, never views. */
-    private readonly reused = false,
   ) {
     this.largeFrameBytes = o.largeFrameBytes ?? 1024 * 1024;
     this.maxFrameBytes = o.maxFrameBytes ?? 1024 * 1024 * 1024;
@@ -186,7 +184,11 @@ export class ZmtpSubDecoder {
     this.skipping = false;
   }
 
-  /** Feeds bytes from the peer. Throws ProtocolError when the peer breaks the protocol. */
+  /**
+   * Feeds bytes from the peer; the caller may overwrite `chunk` afterwards (the socket reads
+   * into one reused buffer), so nothing keeps a view of it. Throws ProtocolError when the
+   * peer breaks the protocol.
+   */
   push(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length) {
@@ -195,9 +197,7 @@ export class ZmtpSubDecoder {
         // Body bytes: straight into the frame's buffer (or dropped when skipping).
         const n = Math.min(b.size - b.filled, chunk.length - at);
         if (!b.skip) {
-          // A body that lies whole in this chunk is a view of it; otherwise it is copied out.
-          if (b.into === undefined && n === b.size) b.into = this.reused ? Buffer.from(chunk.subarray(at, at + n)) : chunk.subarray(at, at + n);
-          else (b.into ??= Buffer.allocUnsafe(b.size)).set(chunk.subarray(at, at + n), b.filled);
+          (b.into ??= Buffer.allocUnsafe(b.size)).set(chunk.subarray(at, at + n), b.filled);
         }
         b.filled += n;
         at += n;
@@ -208,7 +208,7 @@ export class ZmtpSubDecoder {
       // Anything else is read whole from `pending` first.
       const need = this.needed(chunk, at);
       if (need === undefined) {
-        this.pending.push(this.reused ? Buffer.from(chunk.subarray(at)) : chunk.subarray(at));
+        this.pending.push(Buffer.from(chunk.subarray(at)));
         this.pendingBytes += chunk.length - at;
         return;
       }
@@ -353,7 +353,7 @@ export class ZmtpSubscriber {
     let direct = false;
     let broke = false;
     // Made first: net.connect asks for the first read buffer at once.
-    const d = new ZmtpSubDecoder(this.h, (b) => s.write(b), this.o, true);
+    const d = new ZmtpSubDecoder(this.h, (b) => s.write(b), this.o);
     const s: net.Socket = net.connect({
       host: this.o.host,
       port: this.o.port,
