@@ -28,7 +28,14 @@ export interface RttRow { readonly path: string; readonly p50: number; readonly 
 
 const row = (path: string, xs: number[]): RttRow => ({ path, p50: percentile(xs, 50), p90: percentile(xs, 90), p99: percentile(xs, 99), n: xs.length });
 
-type Runner = (code: string) => Promise<{ ms: number }>;
+type Runner = (code: string) => Promise<{ ms: number; streamBytes: number }>;
+
+/** Characters of stdout TEN_MB prints: a path that lost any of them must not look fast. */
+const TEN_MB_CHARS = 1024 * 10240;
+function complete(r: { ms: number; streamBytes: number }, path: string): number {
+  if (r.streamBytes !== TEN_MB_CHARS) throw new Error(`a 10 MB run on ${path} delivered ${r.streamBytes} of ${TEN_MB_CHARS} characters of stdout`);
+  return r.ms;
+}
 
 /**
  * Round trips of `1+1` on several paths, in interleaved blocks (BLOCK on each path in turn,
@@ -65,7 +72,7 @@ async function tenMbEach(paths: readonly Runner[]): Promise<{ medians: number[];
       const run = paths[k]!;
       await run(TEN_MB);
       const times: number[] = [];
-      for (let i = 0; i < 3; i++) times.push((await run(TEN_MB)).ms);
+      for (let i = 0; i < 3; i++) times.push(complete(await run(TEN_MB), ['direct ZMQ', 'Kinesis v1', 'Kinesis legacy', 'Jupyter Server'][k] ?? `path ${k}`));
       all[k]!.push(...times);
       round[k] = percentile(times, 50);
     }
@@ -160,8 +167,8 @@ export async function wanStdoutBench(shape: LinkShape = { bytesPerSecond: 12.5e6
     const xp: number[] = [];
     const xw: number[] = [];
     for (let i = 0; i < 5; i++) {
-      xp.push((await parts.execute(TEN_MB)).ms);
-      xw.push((await whole.execute(TEN_MB)).ms);
+      xp.push(complete(await parts.execute(TEN_MB), 'the WAN link in parts'));
+      xw.push(complete(await whole.execute(TEN_MB), 'the WAN link whole'));
     }
     const p50p = percentile(xp, 50);
     const p50w = percentile(xw, 50);
