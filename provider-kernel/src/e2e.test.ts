@@ -94,6 +94,7 @@ describe('gateway + provider + ipykernel', () => {
           if (p === small) {
             const notice = /^\n\[kinesis\] 1 output message\(s\), (\d+) bytes, were dropped/.exec(big.out);
             expect(Number(notice?.[1]), big.out.slice(0, 300)).toBeGreaterThan(3_250_000); // the content frame, JSON-escaped
+            expect(big.out).toContain(`larger than this provider's limit of ${2 * 1024 * 1024} bytes per message part`);
             expect(await run(kernel, 'print("still here")')).toMatchObject({ reply: 'ok', out: 'still here\n' });
             continue;
           }

@@ -184,7 +184,9 @@ describe('dropNoticeFrame', () => {
     const m = decodeV1(f.kind === 'kernel' ? f.payload : new Uint8Array());
     expect(m.channel).toBe('iopub');
     expect(m.content).toMatchObject({ name: 'stderr' });
-    expect(String(m.content['text'])).toContain('3 output message(s), 4096 bytes, were dropped');
+    expect(String(m.content['text'])).toContain('3 output message(s), 4096 bytes, were dropped: the gateway could not take them');
+    const why = decodeFrame(dropNoticeFrame(id, 1, 5, undefined, 'it was too large'));
+    expect(String(decodeV1(why.kind === 'kernel' ? why.payload : new Uint8Array()).content['text'])).toContain('1 output message(s), 5 bytes, were dropped: it was too large.');
     expect(m.parent_header.msg_id).toBe('p1');
     for (const bad of [Buffer.from('{not json'), Buffer.from('{"msg_id":1}'), undefined]) {
       const g = decodeFrame(dropNoticeFrame(id, 1, 1, bad));

@@ -207,7 +207,7 @@ export class PartedMessage {
  * The stderr line that stands where a kernel's output was dropped (the queue was full or a
  * message too large), as a KERNEL frame; under the dropped output's parent when it is known.
  */
-export function dropNoticeFrame(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer {
+export function dropNoticeFrame(kernelId: string, count: number, bytes: number, parent: Buffer | undefined, why = 'the gateway could not take them fast enough or was unreachable'): Buffer {
   let parentHeader = {};
   try {
     if (parent) parentHeader = validateHeader(JSON.parse(parent.toString('utf8')));
@@ -219,7 +219,7 @@ export function dropNoticeFrame(kernelId: string, count: number, bytes: number, 
     msgType: 'stream',
     session: 'kinesis-provider',
     parent: parentHeader,
-    content: { name: 'stderr', text: `\n[kinesis] ${count} output message(s), ${bytes} bytes, were dropped: the gateway could not take them fast enough or was unreachable.\n` },
+    content: { name: 'stderr', text: `\n[kinesis] ${count} output message(s), ${bytes} bytes, were dropped: ${why}.\n` },
   });
   return encodeKernelFrame(kernelId, encodeV1(msg));
 }

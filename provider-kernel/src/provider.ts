@@ -22,6 +22,7 @@ import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
 import type { IopubReader } from './zmq-channels.ts';
+import { DEFAULT_MAX_FRAME_BYTES } from './zmtp-sub.ts';
 import { DEFAULT_PART_BYTES, dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
 import { outboxSocket, TunnelLink, type LinkOptions } from './link.ts';
@@ -357,7 +358,9 @@ export class Provider {
     // Its parent header is unchecked (the message was never read whole): at worst the notice
     // shows under another cell of this kernel.
     onOversize: (k, bytes, parent) => {
-      if (this.kernels.has(k.id)) this.outbox.enqueue(k.id, { frame: this.dropNotice(k.id, 1, bytes, parent), droppable: false });
+      if (!this.kernels.has(k.id)) return;
+      const why = `a part of it was larger than this provider's limit of ${this.o.maxIopubFrameBytes ?? DEFAULT_MAX_FRAME_BYTES} bytes per message part`;
+      this.outbox.enqueue(k.id, { frame: this.dropNotice(k.id, 1, bytes, parent, why), droppable: false });
     },
     acceptsArriving: (_k, msgType, wireBytes) => this.partAbortAccepted && this.inParts('iopub', msgType, wireBytes),
   };
@@ -442,9 +445,9 @@ export class Provider {
     this.outbox.resume();
   }
 
-  private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined): Buffer {
-    this.o.logger.warn('kernel output dropped', { kernelId, count, bytes });
-    return dropNoticeFrame(kernelId, count, bytes, parent);
+  private dropNotice(kernelId: string, count: number, bytes: number, parent: Buffer | undefined, why?: string): Buffer {
+    this.o.logger.warn('kernel output dropped', { kernelId, count, bytes, ...(why ? { why } : {}) });
+    return dropNoticeFrame(kernelId, count, bytes, parent, why);
   }
 
   // ---- gateway → kernel -------------------------------------------------------------

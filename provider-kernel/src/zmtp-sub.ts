@@ -56,6 +56,8 @@ const FLAG_COMMAND = 4;
 /** Commands are small; a peer that sends a large one is not a kernel. */
 const MAX_COMMAND_BYTES = 64 * 1024;
 /** Reads outside large frame bodies land in a reused buffer of this size. */
+/** Frames over this are skipped unless ZmtpSubOptions.maxFrameBytes says otherwise: 1 GiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 const SCRATCH_BYTES = 64 * 1024;
 /** A frame body with at least this much left is read straight into its own buffer. */
 const DIRECT_READ_BYTES = 16 * 1024;
@@ -132,7 +134,7 @@ export class ZmtpSubDecoder {
     o: Pick<ZmtpSubOptions, 'largeFrameBytes' | 'maxFrameBytes' | 'maxFrames'> = {},
   ) {
     this.largeFrameBytes = o.largeFrameBytes ?? 1024 * 1024;
-    this.maxFrameBytes = o.maxFrameBytes ?? 1024 * 1024 * 1024;
+    this.maxFrameBytes = o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.maxFrames = o.maxFrames ?? 1024;
   }
 
