@@ -8,6 +8,7 @@ import { KernelManager, ServerConnection, KernelSpecAPI, type Kernel } from '@ju
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, silentLogger as gatewayLogger, type RunningGateway } from '@kinesis/kernel-gateway';
+import { decodeV1, encodeV1, makeMessage, V1_SUBPROTOCOL, type JupyterMessage } from '@kinesis/protocol';
 import { startProvider, type RunningProvider } from './index.ts';
 import { silentLogger } from './logger.ts';
 
@@ -110,4 +111,87 @@ describe('gateway + provider + ipykernel', () => {
       await small.close();
     }
   }, 60_000);
+
+  it('a kernel killed while its large output is arriving: the streamed client is cut off, the kernel is dead, the provider goes on', async () => {
+    const specs = await KernelSpecAPI.getSpecs(settings);
+    const rest = async <T>(method: string, p: string, body?: unknown): Promise<T> => {
+      const res = await fetch(`${gateway.url}${p}`, { method, headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return (await res.json()) as T;
+    };
+    // A v1 client on a raw socket, so it can see the frame's bytes arrive before the frame is whole.
+    const connect = async (kernelId: string, session: string) => {
+      const ws = new WebSocket(`${gateway.url.replace(/^http/, 'ws')}/api/kernels/${kernelId}/channels?session_id=${session}&token=${TOKEN}`, [V1_SUBPROTOCOL], { perMessageDeflate: false, maxPayload: 1 << 30 });
+      const messages: JupyterMessage[] = [];
+      let rawBytes = 0;
+      ws.on('message', (d: Buffer) => messages.push(decodeV1(d)));
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      (ws as unknown as { _socket: NodeJS.EventEmitter })._socket.on('data', (b: Buffer) => (rawBytes += b.length));
+      const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+      const execute = (code: string): string => {
+        const m = makeMessage({ channel: 'shell', msgType: 'execute_request', session, content: { code, silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true } });
+        ws.send(encodeV1(m));
+        return m.header.msg_id;
+      };
+      const reply = async (msgId: string): Promise<JupyterMessage> => {
+        for (let i = 0; i < 300; i++) {
+          const r = messages.find((m) => m.channel === 'shell' && m.parent_header.msg_id === msgId);
+          if (r) return r;
+          await new Promise((res) => setTimeout(res, 50));
+        }
+        throw new Error(`no reply to ${msgId}`);
+      };
+      return { ws, messages, closed, execute, reply, raw: () => rawBytes };
+    };
+    const bystander = await rest<{ id: string }>('POST', '/api/kernels', { name: specs.default });
+    const other = await connect(bystander.id, 'bystander');
+    // 48 MiB in one message: over the provider's 32 MiB queue bound, under the tunnel's 64 MiB
+    // limit for one message, so it crosses whole (streamed while it arrives).
+    const BIG = "import sys\nsys.stdout.write(('y' * 1023 + '\\n') * 49152)\nsys.stdout.flush()";
+    const bigReply = await other.reply(other.execute(BIG));
+    expect(bigReply.content['status']).toBe('ok');
+    const bigOut = other.messages.filter((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === bigReply.parent_header.msg_id).map((m) => String(m.content['text']));
+    expect(bigOut.join('').length, bigOut.join('').slice(0, 300)).toBe(1024 * 49152);
+    expect(bigOut.join('').replaceAll('y'.repeat(1023) + '\n', '')).toBe('');
+    other.messages.length = 0;
+    // Up to three tries: the kill must land while the 64 MB message is on its way through (almost always the first).
+    let cutOff = false;
+    for (let attempt = 0; attempt < 3 && !cutOff; attempt++) {
+      const k = await rest<{ id: string }>('POST', '/api/kernels', { name: specs.default });
+      const c = await connect(k.id, `victim-${attempt}`);
+      const pidReply = await c.reply(c.execute('import os; os.getpid()'));
+      expect(pidReply.content['status']).toBe('ok');
+      await new Promise((r) => setTimeout(r, 200));
+      const pidMsg = c.messages.find((m) => m.header.msg_type === 'execute_result' && m.parent_header.msg_id === pidReply.parent_header.msg_id);
+      const pid = Number((pidMsg?.content['data'] as Record<string, string> | undefined)?.['text/plain']);
+      expect(pid).toBeGreaterThan(1);
+      const before = c.raw();
+      c.execute(BIG);
+      // Kill it as soon as the first 2 MB of the frame have reached the client.
+      for (const end = Date.now() + 20_000; Date.now() < end && c.raw() - before < 2 * 1024 * 1024; ) await new Promise((r) => setTimeout(r, 1));
+      process.kill(pid, 'SIGKILL');
+      const code = await Promise.race([c.closed, new Promise<number>((r) => setTimeout(() => r(-1), 15_000))]);
+      const whole = c.messages.some((m) => m.header.msg_type === 'stream' && String(m.content['text']).length > 60_000_000);
+      cutOff = code !== -1 && !whole;
+      if (!cutOff) c.ws.terminate();
+      // Either way the kernel is dead within 10 s, and says so to a client that comes back.
+      let state = '';
+      for (let i = 0; i < 100 && state !== 'dead'; i++) {
+        state = (await rest<{ execution_state: string }>('GET', `/api/kernels/${k.id}`)).execution_state;
+        if (state !== 'dead') await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(state).toBe('dead');
+      const back = await connect(k.id, `victim-${attempt}`);
+      for (let i = 0; i < 100 && !back.messages.some((m) => m.header.msg_type === 'status' && m.content['execution_state'] === 'dead'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(back.messages.some((m) => m.header.msg_type === 'status' && m.content['execution_state'] === 'dead')).toBe(true);
+      back.ws.close();
+      await rest('DELETE', `/api/kernels/${k.id}`).catch(() => undefined);
+    }
+    expect(cutOff).toBe(true);
+    // The provider and its other kernel go on as before.
+    const r = await other.reply(other.execute('6*7'));
+    expect(r.content['status']).toBe('ok');
+    other.ws.close();
+    await rest('DELETE', `/api/kernels/${bystander.id}`).catch(() => undefined);
+    expect(provider.provider.kernelStates().some((s) => s.kernelId === bystander.id)).toBe(false);
+  }, 90_000);
 });

@@ -4,7 +4,7 @@ import type { Channel } from '@kinesis/protocol/jupyter/messages';
 import { decodeV1, peekV1, peekV1Head } from '@kinesis/protocol/jupyter/ws-framing';
 import { bytesToUuid, decodeFrame, FrameKind, KERNEL_PART_HEADER_BYTES } from '@kinesis/protocol/tunnel';
 import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
-import { dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
+import { dropNoticeFrame, dropReason, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import type { WireParts } from './wire.ts';
 
 // kernelFrameFromParts itself is tested against the protocol's decoders in wire.test.ts; here
@@ -187,6 +187,8 @@ describe('dropNoticeFrame', () => {
     expect(String(m.content['text'])).toContain('3 output message(s), 4096 bytes, were dropped: the gateway could not take them');
     const why = decodeFrame(dropNoticeFrame(id, 1, 5, undefined, 'it was too large'));
     expect(String(decodeV1(why.kind === 'kernel' ? why.payload : new Uint8Array()).content['text'])).toContain('1 output message(s), 5 bytes, were dropped: it was too large.');
+    expect(dropReason(2, 2, 64 * 1024 * 1024)).toBe('too large for the gateway to take (over its limit of 64 MiB for one message)');
+    expect(dropReason(3, 1, 1000)).toBe('1 of them too large for the gateway to take (over its limit of 1000 bytes for one message), the rest because the gateway could not take them fast enough or was unreachable');
     expect(m.parent_header.msg_id).toBe('p1');
     for (const bad of [Buffer.from('{not json'), Buffer.from('{"msg_id":1}'), undefined]) {
       const g = decodeFrame(dropNoticeFrame(id, 1, 1, bad));

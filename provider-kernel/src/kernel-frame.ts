@@ -223,3 +223,9 @@ export function dropNoticeFrame(kernelId: string, count: number, bytes: number, 
   });
   return encodeKernelFrame(kernelId, encodeV1(msg));
 }
+
+/** Why output went missing, when some of it was too large to ever cross (the other reason is dropNoticeFrame's default). */
+export function dropReason(count: number, tooLarge: number, limitBytes: number): string {
+  const large = `too large for the gateway to take (over its limit of ${limitBytes % 1048576 === 0 ? `${limitBytes / 1048576} MiB` : `${limitBytes} bytes`} for one message)`;
+  return tooLarge === count ? large : `${tooLarge} of them ${large}, the rest because the gateway could not take them fast enough or was unreachable`;
+}

@@ -306,32 +306,43 @@ describe('outbox: messages in parts', () => {
     expect(out.queued('k')).toBe(0);
   });
 
-  it('sheds a message in parts that has not started like any output; keeps one that is not droppable', () => {
-    const notices: Array<[number, number]> = [];
+  it('keeps a first message in parts that is larger than the bound alone; sheds what waits behind it, a large message too, like any output; keeps what is not droppable', () => {
+    const notices: Array<[number, number, number]> = [];
     const out = new Outbox({
       maxQueuedBytes: 5000,
-      dropNotice: (_id, count, bytes) => {
-        notices.push([count, bytes]);
+      dropNotice: (_id, count, bytes, _parent, tooLarge) => {
+        notices.push([count, bytes, tooLarge]);
         return frame('notice', 100);
       },
     });
     out.addKernel('k');
     const a = parted({ tag: 'a' });
     out.enqueue('k', { frame: a.m, droppable: true });
-    expect(out.queued('k')).toBe(0);
-    expect(out.droppedFrames('k')).toBe(1);
-    expect(a.m.started).toBe(false);
+    // Offline and over the bound alone: kept, since its size is not backlog.
+    expect(out.queued('k')).toBe(10_330);
+    expect(out.droppedFrames('k')).toBe(0);
+    out.enqueue('k', { frame: frame('o1', 3000), droppable: true });
+    expect(out.droppedFrames('k')).toBe(0);
     const b = parted({ tag: 'b' });
-    out.enqueue('k', { frame: b.m, droppable: false });
-    expect(out.queued('k')).toBe(10_330); // over the bound, but nothing in it may go
+    out.enqueue('k', { frame: b.m, droppable: true });
+    // Behind `a`, `o1` and `b` are backlog: the oldest goes first, then `b`, still over.
+    expect(out.droppedFrames('k')).toBe(2);
+    expect(out.queued('k')).toBe(10_330);
+    out.enqueue('k', { frame: frame('o2', 1000), droppable: true });
+    expect(out.droppedFrames('k')).toBe(2);
+    const c = parted({ tag: 'c' });
+    out.enqueue('k', { frame: c.m, droppable: false });
+    // `c` may not be dropped; to make room for it the oldest output behind `a` goes.
+    expect(out.droppedFrames('k')).toBe(3);
+    expect(out.queued('k')).toBe(10_330 + 10_330); // over the bound, but nothing behind `a` may go
     const sock = new SlowSocket();
     out.attach(sock, 1 << 30);
     sock.drain();
-    expect(kinds(sock)).toEqual(['notice', ...Array<string>(10).fill('P')]);
-    expect(notices).toEqual([[1, 10_330]]);
+    expect(kinds(sock)).toEqual([...Array<string>(10).fill('P'), 'notice', ...Array<string>(10).fill('P')]);
+    expect(notices).toEqual([[3, 14_330, 0]]);
     const msgs = reassemble(sock.sent);
-    expect(msgs.map((x) => tagOfMessage(x.v1))).toEqual(['b']);
-    expect(msgs[0]!.v1.equals(b.expected)).toBe(true);
+    expect(msgs.map((x) => tagOfMessage(x.v1))).toEqual(['a', 'c']);
+    expect(msgs[0]!.v1.equals(a.expected) && msgs[1]!.v1.equals(c.expected)).toBe(true);
     expect(out.queued('k')).toBe(0);
   });
 
@@ -349,7 +360,15 @@ describe('outbox: messages in parts', () => {
     expect(reassemble(sock.sent)).toHaveLength(1);
 
     const big = parted({ total: 10_001 });
-    const out = new Outbox({ maxFrameBytes: 10_000, dropNotice: (_id, count, bytes) => frame(`n${count}:${bytes}`, 100), onDrop: (_id, r) => reasons.push(r) });
+    const tooLarge: number[] = [];
+    const out = new Outbox({
+      maxFrameBytes: 10_000,
+      dropNotice: (_id, count, bytes, _parent, large) => {
+        tooLarge.push(large);
+        return frame(`n${count}:${bytes}`, 100);
+      },
+      onDrop: (_id, r) => reasons.push(r),
+    });
     const sock2 = new SlowSocket();
     out.addKernel('k');
     out.attach(sock2, 1 << 30);
@@ -357,6 +376,7 @@ describe('outbox: messages in parts', () => {
     out.enqueue('k', { frame: frame('ok', 100), droppable: false });
     expect(big.m.started).toBe(false);
     expect(kinds(sock2)).toEqual([`n1:${10_001 + 11 * KERNEL_PART_HEADER_BYTES}`, 'ok']);
+    expect(tooLarge).toEqual([1]); // the notice is told why
     expect(reasons).toEqual(['frame too large']);
     expect(out.queued('k')).toBe(0);
   });

@@ -7,7 +7,11 @@
 //   of each other kernel plus the high-water mark;
 // - while the tunnel is down (or a kernel has no credit) frames wait in the queue, which is
 //   bounded: past the bound the oldest *output* frames are dropped (stream, display data;
-//   never replies or status), counted, and a notice takes their place for the user.
+//   never replies or status), counted, and a notice takes their place for the user. A
+//   message in parts larger than the bound is not dropped for its size while it is the
+//   lane's first: the bound applies to what waits behind it (backlog()).
+// - a message larger than the gateway's budget for messages in parts, or than its frame
+//   limit, can never cross: it is dropped, and its notice says it was too large.
 // Control frames (replies, events) are small and jump the queue; they are not credited.
 // - a message in parts (kernel-frame.ts PartedMessage) is one queue entry that gives one part
 //   per turn, so a 10 MB output holds other kernels up by one part, not 10 MB; once its
@@ -46,8 +50,11 @@ export interface OutboxOptions {
   readonly highWaterMark?: number;
   /** Most bytes queued per kernel before output is dropped (default 32 MiB). */
   readonly maxQueuedBytes?: number;
-  /** Builds the frame that tells the user `count` output messages (`bytes`) were dropped. */
-  readonly dropNotice?: (kernelId: string, count: number, bytes: number, parent: Buffer | undefined) => Buffer | undefined;
+  /**
+   * Builds the frame that tells the user `count` output messages (`bytes`) were dropped;
+   * `tooLarge` of them because they could never cross, the rest because the queue was full.
+   */
+  readonly dropNotice?: (kernelId: string, count: number, bytes: number, parent: Buffer | undefined, tooLarge: number) => Buffer | undefined;
   /** Called when a kernel starts losing output (once per gap, not per frame). */
   readonly onDrop?: (kernelId: string, reason: 'queue full' | 'frame too large') => void;
   /** Frames larger than this can never cross the tunnel (the gateway closes it with 1009): dropped like overflow. */
@@ -62,6 +69,8 @@ interface Lane {
   credit: number;
   dropped: number;
   droppedBytes: number;
+  /** Of `dropped`, those dropped for being too large to ever cross (not for the pace). */
+  droppedLarge: number;
   /** All frames ever dropped from this lane (stats; `dropped` resets with each notice). */
   droppedTotal: number;
   lastDroppedParent: Buffer | undefined;
@@ -124,7 +133,7 @@ export class Outbox {
 
   addKernel(id: string): void {
     if (this.lanes.has(id)) return;
-    const lane: Lane = { id, queue: [], head: 0, queuedBytes: 0, credit: this.initialCredit, dropped: 0, droppedBytes: 0, droppedTotal: 0, lastDroppedParent: undefined, noticeQueued: false };
+    const lane: Lane = { id, queue: [], head: 0, queuedBytes: 0, credit: this.initialCredit, dropped: 0, droppedBytes: 0, droppedLarge: 0, droppedTotal: 0, lastDroppedParent: undefined, noticeQueued: false };
     this.lanes.set(id, lane);
     this.ring.push(lane);
   }
@@ -166,6 +175,7 @@ export class Outbox {
       lane.dropped++;
       lane.droppedTotal++;
       lane.droppedBytes += size;
+      lane.droppedLarge++;
       lane.lastDroppedParent = f.parent;
       if (!lane.noticeQueued) {
         lane.queue.push('notice');
@@ -176,7 +186,7 @@ export class Outbox {
     }
     lane.queue.push(f);
     lane.queuedBytes += size;
-    if (lane.queuedBytes > this.maxQueued) this.shed(lane);
+    if (this.backlog(lane) > this.maxQueued) this.shed(lane);
     this.pump();
     return true;
   }
@@ -229,9 +239,9 @@ export class Outbox {
   private shed(lane: Lane): void {
     // Drop the oldest droppable frames until the lane is back under its bound.
     if (lane.dropped === 0) this.o.onDrop?.(lane.id, 'queue full');
-    for (let i = lane.head; i < lane.queue.length && lane.queuedBytes > this.maxQueued; i++) {
+    for (let i = lane.head; i < lane.queue.length && this.backlog(lane) > this.maxQueued; i++) {
       const f = lane.queue[i];
-      if (f === undefined || f === 'notice' || !f.droppable || (!Buffer.isBuffer(f.frame) && f.frame.started)) continue;
+      if (f === undefined || f === 'notice' || !f.droppable || (!Buffer.isBuffer(f.frame) && f.frame.started) || f === this.leadingLarge(lane)) continue;
       const size = sizeOf(f.frame);
       lane.queuedBytes -= size;
       lane.dropped++;
@@ -246,6 +256,29 @@ export class Outbox {
         i--;
       }
     }
+  }
+
+  /**
+   * The bytes that count against maxQueuedBytes: all the lane holds but leadingLarge's. That
+   * message is already in memory whole, and dropping it for its own size would make the bound
+   * the largest output a kernel could ever show; the bound is on what waits behind it.
+   */
+  private backlog(lane: Lane): number {
+    const lead = this.leadingLarge(lane);
+    return lead ? lane.queuedBytes - (lead.frame as PartedMessage).remainingWireBytes : lane.queuedBytes;
+  }
+
+  /**
+   * The lane's first message (a drop notice before it aside) when it is one in parts that can
+   * cross (within the gateway's budget for messages in parts) and is over maxQueuedBytes alone.
+   */
+  private leadingLarge(lane: Lane): QueuedFrame | undefined {
+    for (let i = lane.head; i < lane.queue.length; i++) {
+      const f = lane.queue[i];
+      if (f === undefined || f === 'notice') continue;
+      return !Buffer.isBuffer(f.frame) && f.frame.remainingWireBytes > this.maxQueued && f.frame.total <= this.maxPartial ? f : undefined;
+    }
+    return undefined;
   }
 
   private pump(): void {
@@ -340,7 +373,8 @@ export class Outbox {
     this.advance(lane);
     if (item === undefined) return undefined;
     if (item === 'notice') {
-      const notice = this.o.dropNotice?.(lane.id, lane.dropped, lane.droppedBytes, lane.lastDroppedParent);
+      const notice = this.o.dropNotice?.(lane.id, lane.dropped, lane.droppedBytes, lane.lastDroppedParent, lane.droppedLarge);
+      lane.droppedLarge = 0;
       lane.dropped = 0;
       lane.droppedBytes = 0;
       lane.noticeQueued = false;
@@ -369,6 +403,7 @@ export class Outbox {
     lane.dropped++;
     lane.droppedTotal++;
     lane.droppedBytes += size;
+    lane.droppedLarge++;
     lane.lastDroppedParent = parent;
     if (lane.noticeQueued) this.advance(lane);
     else {

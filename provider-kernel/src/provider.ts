@@ -23,7 +23,7 @@ import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
 import type { IopubReader } from './zmq-channels.ts';
 import { DEFAULT_MAX_FRAME_BYTES } from './zmtp-sub.ts';
-import { DEFAULT_PART_BYTES, dropNoticeFrame, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
+import { DEFAULT_PART_BYTES, dropNoticeFrame, dropReason, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
 import { outboxSocket, TunnelLink, type LinkOptions } from './link.ts';
 import type { Logger } from './logger.ts';
@@ -116,7 +116,7 @@ export class Provider {
     );
     this.outbox = new Outbox({
       ...o.outbox,
-      dropNotice: (id, count, bytes, parent) => this.dropNotice(id, count, bytes, parent),
+      dropNotice: (id, count, bytes, parent, tooLarge) => this.dropNotice(id, count, bytes, parent, tooLarge === 0 ? undefined : dropReason(count, tooLarge, o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME)),
       maxFrameBytes: o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME,
       onDrop: (id, reason) => o.logger.warn('kernel output is being dropped', { kernelId: id, reason }),
     });
@@ -470,3 +470,4 @@ export class Provider {
     if (this.badFrames <= 10 || this.badFrames % 1000 === 0) this.o.logger.warn('dropping message from gateway', { kernelId, reason, count: this.badFrames });
   }
 }
+
