@@ -152,6 +152,13 @@ describe('gateway + provider + ipykernel', () => {
     const bigOut = other.messages.filter((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === bigReply.parent_header.msg_id).map((m) => String(m.content['text']));
     expect(bigOut.join('').length, bigOut.join('').slice(0, 300)).toBe(1024 * 49152);
     expect(bigOut.join('').replaceAll('y'.repeat(1023) + '\n', '')).toBe('');
+    // 70 MiB in one message can never cross: the reader skips it unread and the user is told why.
+    const hugeReply = await other.reply(other.execute("import sys\nsys.stdout.write('q' * (70 * 1024 * 1024))\nsys.stdout.flush()"));
+    expect(hugeReply.content['status']).toBe('ok');
+    const hugeOut = other.messages.filter((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === hugeReply.parent_header.msg_id).map((m) => String(m.content['text']));
+    expect(hugeOut.join('')).toMatch(/^\n\[kinesis\] 1 output message\(s\), \d+ bytes, were dropped: too large for the gateway to take \(over its limit of 64 MiB for one message\)\.\n$/);
+    // Skipped by the reader, the notice counts the content frame alone (the queue would count the whole message's wire bytes).
+    expect(Number(/(\d+) bytes/.exec(hugeOut.join(''))?.[1]) - 70 * 1024 * 1024).toBeLessThan(100);
     other.messages.length = 0;
     // Up to three tries: the kill must land while the 64 MB message is on its way through (almost always the first).
     let cutOff = false;

@@ -71,7 +71,10 @@ export interface ProviderOptions {
   readonly partBytes?: number;
   /** Who reads kernels' iopub (default 'js'). */
   readonly iopubReader?: IopubReader;
-  /** With the js reader: output with a part over this many bytes is skipped, with a notice (default 1 GiB). */
+  /**
+   * With the js reader: output with a part over this many bytes is skipped unread, with a
+   * notice (default, and at most: the tunnel's limit for one message, 64 MiB).
+   */
   readonly maxIopubFrameBytes?: number;
 }
 
@@ -116,8 +119,8 @@ export class Provider {
     );
     this.outbox = new Outbox({
       ...o.outbox,
-      dropNotice: (id, count, bytes, parent, tooLarge) => this.dropNotice(id, count, bytes, parent, tooLarge === 0 ? undefined : dropReason(count, tooLarge, o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME)),
-      maxFrameBytes: o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME,
+      dropNotice: (id, count, bytes, parent, tooLarge) => this.dropNotice(id, count, bytes, parent, tooLarge === 0 ? undefined : dropReason(count, tooLarge, this.tunnelMessageLimit())),
+      maxFrameBytes: this.tunnelMessageLimit(),
       onDrop: (id, reason) => o.logger.warn('kernel output is being dropped', { kernelId: id, reason }),
     });
     this.link = new TunnelLink(
@@ -270,7 +273,7 @@ export class Provider {
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
       ...(this.o.kernelUser ? { runAs: this.o.kernelUser } : {}),
       ...(this.o.iopubReader ? { iopubReader: this.o.iopubReader } : {}),
-      ...(this.o.maxIopubFrameBytes ? { maxIopubFrameBytes: this.o.maxIopubFrameBytes } : {}),
+      maxIopubFrameBytes: this.iopubFrameLimit(),
       ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),
     });
@@ -359,11 +362,26 @@ export class Provider {
     // shows under another cell of this kernel.
     onOversize: (k, bytes, parent) => {
       if (!this.kernels.has(k.id)) return;
-      const why = `a part of it was larger than this provider's limit of ${this.o.maxIopubFrameBytes ?? DEFAULT_MAX_FRAME_BYTES} bytes per message part`;
+      const limit = this.iopubFrameLimit();
+      const why = limit === this.tunnelMessageLimit() ? dropReason(1, 1, limit) : `a part of it was larger than this provider's limit of ${limit} bytes per message part`;
       this.outbox.enqueue(k.id, { frame: this.dropNotice(k.id, 1, bytes, parent, why), droppable: false });
     },
     acceptsArriving: (_k, msgType, wireBytes) => this.partAbortAccepted && this.inParts('iopub', msgType, wireBytes),
   };
+
+  /** The most one kernel message may take on the tunnel (the link's frame limit; a message in parts obeys it by its total). */
+  private tunnelMessageLimit(): number {
+    return this.o.link?.maxFrameBytes ?? DEFAULT_MAX_TUNNEL_FRAME;
+  }
+
+  /**
+   * With the js reader, an iopub frame over this is skipped unread: the provider's own limit,
+   * or what can cross the tunnel in one message, whichever is less (a frame over the tunnel's
+   * limit could only be read, checked and then dropped).
+   */
+  private iopubFrameLimit(): number {
+    return Math.min(this.o.maxIopubFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, this.tunnelMessageLimit());
+  }
 
   /** Does a message go in parts (to the gateway of the current tunnel)? Only output does: the gateway reads replies (receipts) and statuses whole. */
   private inParts(channel: Channel, msgType: string, wireBytes: number): boolean {
