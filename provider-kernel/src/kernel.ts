@@ -48,7 +48,8 @@ export interface KernelHooks {
    */
   acceptsArriving?(kernel: Kernel, msgType: string, wireBytes: number): boolean;
   /**
-   * iopub output was skipped unread: one of its parts was over the reader's limit (1 GiB).
+   * iopub output was skipped unread: one of its parts was over the reader's limit
+   * (`maxIopubFrameBytes`; the provider passes the tunnel's 64 MiB).
    * `parent`: its parent header's bytes when they came before that part (unchecked).
    */
   onOversize?(kernel: Kernel, bytes: number, parent: Buffer | undefined): void;
@@ -71,7 +72,7 @@ export interface KernelOptions {
   readonly extraEnv?: Readonly<Record<string, string>>;
   /** Who reads the kernel's iopub (default 'js': large output is handed on while it arrives). */
   readonly iopubReader?: IopubReader;
-  /** With the js reader: iopub output with a part over this many bytes is skipped (default 1 GiB). */
+  /** With the js reader: iopub output with a part over this many bytes is skipped unread (default: zmtp-sub.ts's 1 GiB; the provider passes the tunnel's 64 MiB). */
   readonly maxIopubFrameBytes?: number;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;

@@ -172,7 +172,6 @@ export class ArrivingContent {
       return;
     }
     const ok = this.#hmac === undefined || digestMatches(Buffer.from(this.#hmac.digest('hex'), 'latin1'), this.signature);
-    this.#hmac = undefined;
     this.#decide(ok, ok ? '' : 'kernel message has a bad HMAC signature (found while it was being sent)');
   }
 

@@ -29,7 +29,7 @@ export interface IopubOptions {
     /** A message skipped because one of its frames was over the limit (`framesSoFar`: those before it). */
     onOversize(framesSoFar: readonly Buffer[], size: number): void;
     readonly largeFrameBytes: number;
-    /** Frames over this are skipped with their message (default 1 GiB). */
+    /** Frames over this are skipped unread with their message (default: zmtp-sub.ts's DEFAULT_MAX_FRAME_BYTES). */
     readonly maxFrameBytes?: number;
   };
 }
