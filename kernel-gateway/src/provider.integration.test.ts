@@ -30,6 +30,10 @@ beforeAll(async () => {
     kernelspecDirs: ['/usr/share/jupyter/kernels'],
     logger: silentLogger,
     waitForConnection: true,
+    // Every kernel message HMAC-checked: the tests of forged output below have the kernel sign
+    // with another key, which only such a check notices. By default ('peer') the kernel's own
+    // iopub connection is trusted instead (provider-kernel/src/e2e.test.ts).
+    iopubAuth: 'hmac',
   });
   const serverSettings = ServerConnection.makeSettings({
     baseUrl: gw.url + '/',

@@ -8,7 +8,7 @@ describe('kinesis-provider flags', () => {
     const r = parseCli(['--gateway', 'http://127.0.0.1:8888', '--data-dir', '/tmp/d', '--price', '250000', '--name', 'rig', '--kernelspec-dir', '/a', '--kernelspec-dir', '/b']);
     expect(r).toEqual({
       help: false,
-      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 1048576, iopubReader: 'js' },
+      config: { gatewayUrl: 'http://127.0.0.1:8888', dataDir: '/tmp/d', pricePerKwh: 250000n, name: 'rig', kernelspecDirs: ['/a', '/b'], maxKernels: 16, logLevel: 'info', chainId: 31337n, outputBatchMs: 0, partBytes: 1048576, iopubReader: 'js', iopubAuth: 'peer' },
     });
     expect(parseCli(['--help'])).toEqual({ help: true });
     const off = parseCli(['--gateway', 'http://x', '--data-dir', 'd', '--no-metering']);
@@ -43,6 +43,19 @@ describe('kinesis-provider flags', () => {
     expect(reader('--iopub-reader', 'libzmq')).toBe('libzmq');
     expect(reader('--iopub-reader=js')).toBe('js');
     for (const bad of ['', 'zmq', 'JS', 'js ']) expect(() => parseCli([...base, `--iopub-reader=${bad}`]), bad).toThrow(/--iopub-reader must be js or libzmq/);
+  });
+
+  it('--iopub-auth: peer (default) or hmac', () => {
+    const base = ['--gateway', 'http://x', '--data-dir', 'd'];
+    const auth = (...extra: string[]): string | undefined => {
+      const r = parseCli([...base, ...extra]);
+      return r.help ? undefined : r.config.iopubAuth;
+    };
+    expect(USAGE).toMatch(/--iopub-auth <a>/);
+    expect(auth()).toBe('peer');
+    expect(auth('--iopub-auth', 'hmac')).toBe('hmac');
+    expect(auth('--iopub-auth=peer')).toBe('peer');
+    for (const bad of ['', 'none', 'HMAC', 'off', 'peer ']) expect(() => parseCli([...base, `--iopub-auth=${bad}`]), bad).toThrow(/--iopub-auth must be peer or hmac/);
   });
 
   it('--part-bytes: 0 (off) or 64 KiB to 16 MiB, 1 MiB by default', () => {

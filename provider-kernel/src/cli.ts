@@ -7,6 +7,7 @@ import type { LogLevel } from './logger.ts';
 import { DEFAULT_OUTPUT_BATCH_MS } from './batch.ts';
 import { DEFAULT_PART_BYTES } from './kernel-frame.ts';
 import type { IopubReader } from './zmq-channels.ts';
+import type { IopubAuth } from './kernel.ts';
 
 export const USAGE = `Usage: kinesis-provider --gateway <url> --data-dir <dir> [options]
 
@@ -32,6 +33,10 @@ Options:
                        1048576; 0: whole messages only; 65536 to 16777216)
   --iopub-reader <r>   how kernel output is read: js (default; large output goes
                        on while it arrives) or libzmq (the zeromq package's SUB)
+  --iopub-auth <a>     how the js reader authenticates kernel output: peer
+                       (default; a connection verified through /proc as the
+                       kernel process's own is not HMAC-checked per message,
+                       any other is) or hmac (every message is checked)
   --log-level <level>  debug, info, warn, error (default info)
   -h, --help           this text
 
@@ -52,6 +57,7 @@ export interface CliConfig {
   readonly outputBatchMs: number;
   readonly partBytes: number;
   readonly iopubReader: IopubReader;
+  readonly iopubAuth: IopubAuth;
 }
 
 export type CliResult = { readonly help: true } | { readonly help: false; readonly config: CliConfig };
@@ -78,6 +84,7 @@ export function parseCli(argv: readonly string[]): CliResult {
         'output-batch-ms': { type: 'string' },
         'part-bytes': { type: 'string' },
         'iopub-reader': { type: 'string' },
+        'iopub-auth': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -115,6 +122,8 @@ export function parseCli(argv: readonly string[]): CliResult {
   }
   const reader = values['iopub-reader'] ?? 'js';
   if (reader !== 'js' && reader !== 'libzmq') throw new ProviderConfigError('--iopub-reader must be js or libzmq');
+  const auth = values['iopub-auth'] ?? 'peer';
+  if (auth !== 'peer' && auth !== 'hmac') throw new ProviderConfigError('--iopub-auth must be peer or hmac');
   const dirs = values['kernelspec-dir'];
   return {
     help: false,
@@ -131,6 +140,7 @@ export function parseCli(argv: readonly string[]): CliResult {
       outputBatchMs: Number(batchText),
       partBytes,
       iopubReader: reader,
+      iopubAuth: auth,
     },
   };
 }

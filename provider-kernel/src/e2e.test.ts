@@ -201,4 +201,76 @@ describe('gateway + provider + ipykernel', () => {
     await rest('DELETE', `/api/kernels/${bystander.id}`).catch(() => undefined);
     expect(provider.provider.kernelStates().some((s) => s.kernelId === bystander.id)).toBe(false);
   }, 90_000);
+
+  it('authenticates a kernel\'s iopub by who holds its far end: the kernel\'s own connection needs no per-message HMAC check, one the kernel process does not hold gets it', async () => {
+    // A kernelspec whose launcher starts ipykernel in a process that is re-parented away (a
+    // double fork): the process the provider launched, and its descendants, hold none of the
+    // kernel's sockets, as with an impostor on the kernel's port. The launcher stays up (the
+    // provider watches it) and takes the kernel down with it.
+    const specDir = path.join(dir, 'detached-specs');
+    await fs.mkdir(path.join(specDir, 'detached'), { recursive: true });
+    const launcher = path.join(specDir, 'detached', 'launch.py');
+    await fs.writeFile(
+      launcher,
+      [
+        'import os, signal, subprocess, sys, time',
+        'r, w = os.pipe()',
+        'if os.fork() == 0:',
+        '    os.setsid()',
+        '    # ipykernel exits when its parent goes away if it is told who that is: here it must not.',
+        "    env = {k: v for k, v in os.environ.items() if k != 'JPY_PARENT_PID'}",
+        "    p = subprocess.Popen([sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]], env=env)",
+        '    os.write(w, str(p.pid).encode())',
+        '    os._exit(0)',
+        'os.wait()',
+        'kernel = int(os.read(r, 32))',
+        'def stop(*_):',
+        '    try: os.kill(kernel, signal.SIGKILL)',
+        '    except ProcessLookupError: pass',
+        '    os._exit(0)',
+        'signal.signal(signal.SIGTERM, stop)',
+        'while True:',
+        '    try: os.kill(kernel, 0)',
+        '    except ProcessLookupError: os._exit(0)',
+        '    time.sleep(0.2)',
+      ].join('\n'),
+    );
+    await fs.writeFile(path.join(specDir, 'detached', 'kernel.json'), JSON.stringify({ argv: ['/usr/bin/python3', launcher, '{connection_file}'], display_name: 'Python 3 (detached)', language: 'python', interrupt_mode: 'message' }));
+    const detached = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-detached'), name: 'detached', kernelspecDirs: [specDir], logger: silentLogger, waitForConnection: true });
+    // The kernel sends one stream message signed with another key, then one signed right.
+    const code = [
+      'k = get_ipython().kernel',
+      's = k.session',
+      'key = s.key',
+      "s.key = b'not the key'",
+      "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed with another key\\n'}, parent=k.get_parent())",
+      's.key = key',
+      "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed right\\n'}, parent=k.get_parent())",
+    ].join('\n');
+    try {
+      const specs = await KernelSpecAPI.getSpecs(settings);
+      const detachedSpec = Object.keys(specs!.kernelspecs).find((n) => n.startsWith('detached'));
+      expect(detachedSpec, Object.keys(specs!.kernelspecs).join()).toBeTruthy();
+      for (const [p, name, expected] of [
+        [provider, specs!.default, 'signed with another key\nsigned right\n'], // verified: the kernel holds the key anyway
+        [detached, detachedSpec!, 'signed right\n'], // not verified: checked, and the other key is dropped
+      ] as const) {
+        const res = await fetch(`${gateway.url}/api/kernels`, { method: 'POST', headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ name, kinesis: { provider: p.address } }) });
+        expect(res.status).toBe(201);
+        const kernel = manager.connectTo({ model: (await res.json()) as Kernel.IModel });
+        try {
+          const r = await run(kernel, code);
+          expect(r.reply).toBe('ok');
+          // Both messages precede the reply's idle on iopub; give stragglers a moment anyway.
+          await new Promise((res) => setTimeout(res, 200));
+          expect(r.out, p === provider ? 'the kernel\'s own connection' : 'a connection the kernel process does not hold').toBe(expected);
+          expect(await run(kernel, '6*7')).toMatchObject({ reply: 'ok', result: '42' });
+        } finally {
+          await kernel.shutdown();
+        }
+      }
+    } finally {
+      await detached.close();
+    }
+  }, 60_000);
 });

@@ -13,6 +13,7 @@ import type { ExecutionMeter } from './metering.ts';
 import { createProviderMeter, type ProviderMeter } from './meter-adapter.ts';
 import { Provider, type ProviderOptions } from './provider.ts';
 import type { IopubReader } from './zmq-channels.ts';
+import type { IopubAuth } from './kernel.ts';
 import { ProviderConfigError } from './errors.ts';
 
 export interface StartProviderOptions {
@@ -42,6 +43,8 @@ export interface StartProviderOptions {
   readonly partBytes?: number;
   /** Who reads kernels' iopub (default 'js': large output goes on while it arrives). */
   readonly iopubReader?: IopubReader;
+  /** How the js reader authenticates kernel output (default 'peer'; kernel.ts). */
+  readonly iopubAuth?: IopubAuth;
   /** With the js reader: output with a part over this many bytes is skipped, with a notice (default 1 GiB). */
   readonly maxIopubFrameBytes?: number;
   /** Provider environment variables passed through to kernels (default: GPU selection and library paths). */
@@ -139,6 +142,7 @@ export async function startProvider(opts: StartProviderOptions): Promise<Running
     ...(opts.outputBatchMs !== undefined ? { outputBatchMs: opts.outputBatchMs } : {}),
     ...(opts.partBytes !== undefined ? { partBytes: opts.partBytes } : {}),
     ...(opts.iopubReader !== undefined ? { iopubReader: opts.iopubReader } : {}),
+    ...(opts.iopubAuth !== undefined ? { iopubAuth: opts.iopubAuth } : {}),
     ...(opts.maxIopubFrameBytes !== undefined ? { maxIopubFrameBytes: opts.maxIopubFrameBytes } : {}),
     ...(opts.passEnv ? { passEnv: opts.passEnv } : {}),
     ...(kernelUser ? { kernelUser } : {}),

@@ -20,6 +20,7 @@ import type { Logger } from './logger.ts';
 import { ArrivingContent, DeferredSignature, delimiterIndex, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
 import { KernelChannels, type IopubReader } from './zmq-channels.ts';
 import type { LargeFrameSink } from './zmtp-sub.ts';
+import { verifyLocalPeer, type TcpEnds } from './peer-check.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
@@ -74,6 +75,14 @@ export interface KernelOptions {
   readonly iopubReader?: IopubReader;
   /** With the js reader: iopub output with a part over this many bytes is skipped unread (default: zmtp-sub.ts's 1 GiB; the provider passes the tunnel's 64 MiB). */
   readonly maxIopubFrameBytes?: number;
+  /**
+   * With the js reader, how iopub messages are authenticated (docs/protocols.md, "Who may
+   * speak for a kernel"). 'peer' (default): a connection whose far end is verified, through
+   * /proc, as a socket of the kernel process launched here (or of its descendants) needs no
+   * per-message HMAC check; until it is verified, or where it cannot be, every message is
+   * checked. 'hmac': every message is checked.
+   */
+  readonly iopubAuth?: IopubAuth;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;
   /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
@@ -81,6 +90,9 @@ export interface KernelOptions {
 }
 
 const MAX_PENDING_CLIENT_MESSAGES = 4096;
+
+export type IopubAuth = 'peer' | 'hmac';
+const NO_KEY = Buffer.alloc(0);
 
 interface OwnRequest {
   resolve(content: Buffer): void;
@@ -102,6 +114,10 @@ export class Kernel {
   private readonly ownRequests = new Map<string, OwnRequest>();
   private generation = 0;
   private iopubSeen = false;
+  /** Counts iopub connections (and generations): a verification that finishes late for an older one is ignored. */
+  private iopubConnection = 0;
+  /** The current iopub connection is verified as the kernel's own (peer-check.ts): its messages are not HMAC-checked. */
+  private iopubPeerVerified = false;
   private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
   private badMessages = 0;
   /** The iopub message whose content is arriving now (iopub reads one message at a time). */
@@ -257,6 +273,8 @@ export class Kernel {
     this.info = info;
     this.key = Buffer.from(info.key, 'latin1');
     this.iopubSeen = false;
+    this.iopubConnection++;
+    this.iopubPeerVerified = false;
     this.connectionFile = await writeConnectionFile(this.runtimeDir, this.id, info, this.o.runAs);
     const argv = this.spec.spec.argv.map((a) => a.replaceAll('{connection_file}', this.connectionFile as string).replaceAll('{resource_dir}', this.spec.dir));
     const env = buildKernelEnv({
@@ -280,6 +298,11 @@ export class Kernel {
           this.arriving = undefined;
         },
         onOversize: (frames, size) => this.onOversize(gen, frames, size),
+        onReady: (ends) => this.verifyIopubPeer(gen, proc, ends),
+        onGone: () => {
+          this.iopubConnection++;
+          this.iopubPeerVerified = false;
+        },
       },
     } : undefined);
     void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));
@@ -389,7 +412,7 @@ export class Kernel {
       return;
     }
     if (channel === 'iopub' && header.msgType === 'status') this.trackStatus(parts.content);
-    this.o.hooks.onMessage(this, channel, parts, header, parent, defer ? new DeferredSignature(this.key, m) : undefined);
+    this.o.hooks.onMessage(this, channel, parts, header, parent, defer ? new DeferredSignature(this.keyFor(channel), m) : undefined);
   }
 
   /**
@@ -410,7 +433,7 @@ export class Kernel {
     if (!h || h.msgType === 'status' || p?.session === this.ownSession) return undefined;
     const wireBytes = header.length + parent.length + metadata.length + size;
     if (!this.o.hooks.acceptsArriving?.(this, h.msgType, wireBytes)) return undefined;
-    const content = new ArrivingContent(this.key, { header, parent, metadata }, signature, size);
+    const content = new ArrivingContent(this.keyFor('iopub'), { header, parent, metadata }, signature, size);
     this.arriving = content;
     this.o.hooks.onMessage(this, 'iopub', { header, parent, metadata, content: content.buffer, buffers: [] }, h, p, content);
     return {
@@ -422,6 +445,30 @@ export class Kernel {
     };
   }
 
+  /** The key a message on `channel` is checked with: none on an iopub connection verified as the kernel's own. */
+  private keyFor(channel: Channel): Buffer {
+    return channel === 'iopub' && this.iopubPeerVerified ? NO_KEY : this.key;
+  }
+
+  /**
+   * A new iopub connection: until it is verified as the kernel's own, its messages are
+   * checked as usual. The check reads /proc once; a connection that ended, or a kernel that
+   * was replaced, meanwhile is not marked.
+   */
+  private verifyIopubPeer(gen: number, proc: KernelProcess, ends: TcpEnds): void {
+    const connection = ++this.iopubConnection;
+    this.iopubPeerVerified = false;
+    const pid = proc.pid;
+    if ((this.o.iopubAuth ?? 'peer') !== 'peer' || pid === undefined || gen !== this.generation) return;
+    void verifyLocalPeer(ends, pid).then((v) => {
+      if (connection !== this.iopubConnection || gen !== this.generation || !proc.alive) return;
+      if (v.ok) {
+        this.iopubPeerVerified = true;
+        this.o.logger.debug('kernel iopub connection verified as the kernel\'s own; its messages are not HMAC-checked', { kernelId: this.id, pid: v.pid, port: ends.localPort });
+      } else this.o.logger.info('kernel iopub connection not verified as the kernel\'s own; every message on it is HMAC-checked', { kernelId: this.id, reason: v.reason });
+    });
+  }
+
   private onOversize(gen: number, frames: readonly Buffer[], size: number): void {
     if (gen !== this.generation) return;
     this.dropMessage('iopub', `a part of ${size} bytes is over the limit`);
@@ -431,7 +478,7 @@ export class Kernel {
 
   /** True when the message is signed with this kernel's key; drops it when not. */
   private signed(channel: Channel, m: SignedParts): boolean {
-    if (signatureMatches(this.key, m)) return true;
+    if (signatureMatches(this.keyFor(channel), m)) return true;
     this.dropMessage(channel, 'kernel message has a bad HMAC signature');
     return false;
   }

@@ -28,6 +28,7 @@ async function main(): Promise<number> {
       outputBatchMs: c.outputBatchMs,
       partBytes: c.partBytes,
       iopubReader: c.iopubReader,
+      iopubAuth: c.iopubAuth,
       logger,
       metering: c.chainId === undefined ? false : { chainId: c.chainId },
       ...(c.name ? { name: c.name } : {}),

@@ -22,6 +22,7 @@ import { errorText, KernelError } from './errors.ts';
 import type { ProviderIdentity } from './identity.ts';
 import { Kernel, type KernelHooks } from './kernel.ts';
 import type { IopubReader } from './zmq-channels.ts';
+import type { IopubAuth } from './kernel.ts';
 import { DEFAULT_MAX_FRAME_BYTES } from './zmtp-sub.ts';
 import { DEFAULT_PART_BYTES, dropNoticeFrame, dropReason, kernelFrameFromParts, kernelIdBytes, PartedMessage } from './kernel-frame.ts';
 import { toAd, type LocalKernelSpec } from './kernelspecs.ts';
@@ -71,6 +72,8 @@ export interface ProviderOptions {
   readonly partBytes?: number;
   /** Who reads kernels' iopub (default 'js'). */
   readonly iopubReader?: IopubReader;
+  /** How the js reader authenticates kernel output (default 'peer'; kernel.ts). */
+  readonly iopubAuth?: IopubAuth;
   /**
    * With the js reader: output with a part over this many bytes is skipped unread, with a
    * notice (default, and at most: the tunnel's limit for one message, 64 MiB).
@@ -273,6 +276,7 @@ export class Provider {
       ...(this.o.passEnv ? { passEnv: this.o.passEnv } : {}),
       ...(this.o.kernelUser ? { runAs: this.o.kernelUser } : {}),
       ...(this.o.iopubReader ? { iopubReader: this.o.iopubReader } : {}),
+      ...(this.o.iopubAuth ? { iopubAuth: this.o.iopubAuth } : {}),
       maxIopubFrameBytes: this.iopubFrameLimit(),
       ...(this.o.kernelStartTimeoutMs ? { startTimeoutMs: this.o.kernelStartTimeoutMs } : {}),
       ...(this.o.kernelShutdownTimeoutMs ? { shutdownTimeoutMs: this.o.kernelShutdownTimeoutMs } : {}),

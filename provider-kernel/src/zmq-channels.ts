@@ -9,6 +9,7 @@ import * as zmq from 'zeromq';
 import type { Channel } from '@kinesis/protocol/jupyter/messages';
 import { zmqUrl, type ConnectionInfo } from './connection.ts';
 import type { Logger } from './logger.ts';
+import type { TcpEnds } from './peer-check.ts';
 import { ZmtpSubscriber, type LargeFrameSink } from './zmtp-sub.ts';
 
 export type InboundHandler = (channel: Channel, frames: Buffer[]) => void;
@@ -28,6 +29,9 @@ export interface IopubOptions {
     onAbort(): void;
     /** A message skipped because one of its frames was over the limit (`framesSoFar`: those before it). */
     onOversize(framesSoFar: readonly Buffer[], size: number): void;
+    /** A connection to the kernel's iopub completed its handshake (its two ends), and ended. */
+    onReady?(ends: TcpEnds): void;
+    onGone?(): void;
     readonly largeFrameBytes: number;
     /** Frames over this are skipped unread with their message (default: zmtp-sub.ts's DEFAULT_MAX_FRAME_BYTES). */
     readonly maxFrameBytes?: number;
@@ -90,6 +94,8 @@ export class KernelChannels {
           },
           onOversize: (frames, size) => a.onOversize(frames, size),
           onError: (reason) => this.logger.warn('kernel iopub connection failed', { reason }),
+          onReady: (ends) => a.onReady?.(ends),
+          onGone: () => a.onGone?.(),
         },
       );
     } else {

@@ -267,20 +267,34 @@ describe('ZmtpSubscriber', () => {
       conns.push(c);
       c.once('data', () => c.write(PUB_GREETING)); // our greeting's signature arrived: answer all at once
     });
-    const sub = new ZmtpSubscriber({ host: '127.0.0.1', port, reconnectMs: 20 }, { onMessage: (f) => got.push(f.map(String).join('|')), onAbort: (s) => aborts.push(s) });
+    // Each connection's two ends are announced once its handshake is done, and its end after.
+    const events: string[] = [];
+    const sub = new ZmtpSubscriber(
+      { host: '127.0.0.1', port, reconnectMs: 20 },
+      {
+        onMessage: (f) => got.push(f.map(String).join('|')),
+        onAbort: (s) => aborts.push(s),
+        onReady: (e) => events.push(`ready ${e.remoteAddress}:${e.remotePort === port} ${e.localAddress}:${e.localPort === conns.at(-1)?.remotePort}`),
+        onGone: () => events.push('gone'),
+      },
+    );
     closers.push(() => sub.close());
     const first = await until(() => conns[0]);
     await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual([]); // not before the peer's READY
     first.write(Buffer.concat([readyOf('PUB'), message([Buffer.from('one')]), frame(Buffer.from('cut'), 1)]));
     await until(() => (got.length === 1 ? true : undefined));
+    expect(events).toEqual(['ready 127.0.0.1:true 127.0.0.1:true']);
     first.destroy(); // in the middle of a message
     await until(() => (aborts.length === 1 ? true : undefined));
     expect(aborts).toEqual([false]);
+    expect(events).toEqual(['ready 127.0.0.1:true 127.0.0.1:true', 'gone']);
     const second = await until(() => conns[1]);
     await new Promise((r) => setTimeout(r, 50));
     second.write(Buffer.concat([readyOf('PUB'), message([Buffer.from('two'), Buffer.from('parts')])]));
     await until(() => (got.length === 2 ? true : undefined));
     expect(got).toEqual(['one', 'two|parts']);
+    expect(events).toEqual(['ready 127.0.0.1:true 127.0.0.1:true', 'gone', 'ready 127.0.0.1:true 127.0.0.1:true']);
     // Nothing listening: refused connections are retried quietly until one works.
     const closed = new Promise<void>((r) => server.close(() => r()));
     for (const c of conns) c.destroy();

@@ -8,6 +8,7 @@
 // peer (a bad greeting, another mechanism, a peer that is not a PUB, a frame over the limit
 // before the handshake) closes the connection, and the reader connects again, as libzmq does.
 import net from 'node:net';
+import type { TcpEnds } from './peer-check.ts';
 
 /** Where a large frame is written while it arrives. */
 export interface LargeFrameSink {
@@ -33,6 +34,10 @@ export interface ZmtpSubHandlers {
   onOversize?(framesSoFar: readonly Buffer[], size: number): void;
   /** The connection failed or the peer broke the protocol (the reader connects again). */
   onError?(reason: string): void;
+  /** ZmtpSubscriber: a connection completed its handshake (the peer's READY came); its two ends. */
+  onReady?(ends: TcpEnds): void;
+  /** ZmtpSubscriber: the connection that onReady announced ended. */
+  onGone?(): void;
 }
 
 export interface ZmtpSubOptions {
@@ -127,12 +132,14 @@ export class ZmtpSubDecoder {
   private readonly largeFrameBytes: number;
   private readonly maxFrameBytes: number;
   private readonly maxFrames: number;
+  private readonly onReady: (() => void) | undefined;
 
   constructor(
     private readonly h: ZmtpSubHandlers,
     private readonly send: (b: Buffer) => void,
-    o: Pick<ZmtpSubOptions, 'largeFrameBytes' | 'maxFrameBytes' | 'maxFrames'> = {},
+    o: Pick<ZmtpSubOptions, 'largeFrameBytes' | 'maxFrameBytes' | 'maxFrames'> & { readonly onReady?: () => void } = {},
   ) {
+    this.onReady = o.onReady;
     this.largeFrameBytes = o.largeFrameBytes ?? 1024 * 1024;
     this.maxFrameBytes = o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.maxFrames = o.maxFrames ?? 1024;
@@ -318,6 +325,7 @@ export class ZmtpSubDecoder {
       const type = props?.get('socket-type')?.toString('latin1');
       if (type !== 'PUB' && type !== 'XPUB') throw new ProtocolError(`peer is a ${type ?? 'socket of no type'}, not a PUB`);
       this.phase = 'frames';
+      this.onReady?.();
       return;
     }
     if (name === 'PING') {
@@ -355,7 +363,13 @@ export class ZmtpSubscriber {
     let direct = false;
     let broke = false;
     // Made first: net.connect asks for the first read buffer at once.
-    const d = new ZmtpSubDecoder(this.h, (b) => s.write(b), this.o);
+    const d = new ZmtpSubDecoder(this.h, (b) => s.write(b), {
+      ...this.o,
+      onReady: () => {
+        const { localAddress, localPort, remoteAddress, remotePort } = s;
+        if (localAddress && localPort && remoteAddress && remotePort) this.h.onReady?.({ localAddress, localPort, remoteAddress, remotePort });
+      },
+    });
     const s: net.Socket = net.connect({
       host: this.o.host,
       port: this.o.port,
@@ -395,6 +409,7 @@ export class ZmtpSubscriber {
       if (this.socket !== s) return;
       d.abort();
       this.socket = undefined;
+      if (d.handshaken) this.h.onGone?.();
       if (d.handshaken && !broke) this.failures = 0;
       const wait = Math.min((this.o.reconnectMs ?? 100) * 2 ** Math.min(this.failures, 16), 5000);
       if (!this.closed) this.timer = setTimeout(() => this.connect(), wait);
