@@ -38,12 +38,16 @@ describe('part rules (the tunnel closes with 1007)', () => {
     ['a part other than the last under 16 KiB', (k) => { const f = output(); return [kernelPartFrame(k, f.length, 0, f.subarray(0, 1000))]; }, false],
   ];
 
-  it.each(cases)('%s', async (_name, frames, streamed) => {
+  // Each as one WebSocket frame per part, and as the real provider sends parts: two fragments
+  // (the part's header, then its bytes), which the gateway reads without joining.
+  const both = cases.flatMap(([name, frames, streamed]) => [[`${name} (one frame a part)`, frames, streamed, false], [`${name} (header and bytes in two fragments)`, frames, streamed, true]] as const);
+  it.each(both)('%s', async (_name, frames, streamed, fragments) => {
     const gw = await gateway();
     const bystander = await peer(gw);
     const kernelId = crypto.randomUUID();
     // The peer brings a running kernel in its hello, which the gateway adopts.
     const p = await peer(gw, { kernels: [{ kernelId, specName: 'python3', status: 'idle' }] });
+    p.partsAsFragments = fragments;
     await until(async () => (await gw.api(`/api/kernels/${kernelId}`)).status === 200);
     const c = await connect(gw, kernelId, { v1: true });
     const closed = new Promise<number>((r) => p.ws.once('close', (code) => r(code)));

@@ -30,8 +30,12 @@ describe('welcome', () => {
 });
 
 describe('delivery', () => {
-  it('a 3 MB output in 64 KiB parts reaches v1 and legacy clients intact, and every part is credited', async () => {
+  it.each([
+    ['one frame a part', false],
+    ['header and bytes in two fragments, as the real provider sends them', true],
+  ])('a 3 MB output in 64 KiB parts (%s) reaches v1 and legacy clients intact, and every part is credited', async (_how, fragments) => {
     const { gw, peer: p, kernelId } = await setup();
+    p.partsAsFragments = fragments;
     const v1 = await connect(gw, kernelId, { v1: true });
     const legacy = await connect(gw, kernelId, { v1: false });
     const { msg, frame, text } = bigOutput(p, kernelId);

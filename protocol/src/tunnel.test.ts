@@ -10,6 +10,7 @@ import {
   encodeCredit,
   encodeKernelFrame,
   encodeKernelPartHeader,
+  decodeKernelPart,
   filterKernelEnv,
   FrameKind,
   KERNEL_PART_HEADER_BYTES,
@@ -134,9 +135,12 @@ describe('tunnel frames', () => {
       const offset = u64();
       if (len >= 25) f.writeBigUInt64LE(total, 17);
       if (len >= 33) f.writeBigUInt64LE(offset, 25);
+      // Header and bytes given apart (as two WebSocket fragments) decode the same, or fail the same.
+      const apart = (): unknown => decodeKernelPart(f.subarray(0, KERNEL_PART_HEADER_BYTES), f.subarray(KERNEL_PART_HEADER_BYTES), { maxBytes: max });
       try {
         const d = decodeFrame(f, { maxBytes: max });
         if (d.kind !== 'kernel-part') throw new Error(`decoded as ${d.kind}`);
+        expect(apart()).toEqual(d);
         decoded++;
         expect(d.bytes.length).toBe(len - KERNEL_PART_HEADER_BYTES);
         expect(d.bytes.length).toBeGreaterThan(0);
@@ -146,6 +150,7 @@ describe('tunnel frames', () => {
         expect(d.total).toBeLessThanOrEqual(max);
       } catch (e) {
         expect(e).toBeInstanceOf(ProtocolError);
+        expect(apart).toThrow(ProtocolError);
         rejected++;
       }
     }
@@ -221,6 +226,17 @@ describe('KERNEL PART frames', () => {
     expect(() => decodeFrame(Buffer.concat([h, Buffer.alloc(1)]))).toThrow(code(1007));
     // Exactly up to the end is fine.
     expect(decodeFrame(partFrame(id, 10, 7, Buffer.alloc(3)))).toMatchObject({ kind: 'kernel-part', offset: 7, total: 10 });
+  });
+
+  it('decodes header and bytes given apart without copying the bytes, and refuses a header of another kind', () => {
+    const id = randomUUID();
+    const bytes = Buffer.from([1, 2, 3]);
+    const f = decodeKernelPart(encodeKernelPartHeader(uuidToBytes(id), 10, 2), bytes);
+    expect(f).toMatchObject({ kind: 'kernel-part', kernelId: id, total: 10, offset: 2 });
+    expect(f.bytes).toBe(bytes);
+    const other = encodeKernelPartHeader(uuidToBytes(id), 10, 2);
+    other[0] = FrameKind.Kernel;
+    expect(() => decodeKernelPart(other, bytes)).toThrow(code(1007));
   });
 
   it('rejects a total over the frame bound with 1009, and the frame itself over it', () => {

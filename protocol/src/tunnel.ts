@@ -225,19 +225,31 @@ export function decodeFrame(data: Uint8Array, opts: { maxBytes?: number } = {}):
     case FrameKind.Credit:
       if (f.length !== 21) throw malformed('credit frame must be 21 bytes');
       return { kind: 'credit', kernelId: bytesToUuid(f.subarray(1, 17)), bytes: f.readUInt32BE(17) };
-    case FrameKind.KernelPart: {
-      if (f.length <= KERNEL_PART_HEADER_BYTES) throw malformed('kernel part frame has no bytes');
-      const total = f.readBigUInt64LE(17);
-      const offset = f.readBigUInt64LE(25);
-      const n = BigInt(f.length - KERNEL_PART_HEADER_BYTES);
-      // A message in parts is still one kernel message: `total` obeys the same bound as a frame.
-      if (total > BigInt(max)) throw tooBig(Number(total), max);
-      if (offset + n > total) throw malformed('kernel part runs past the end of its message');
-      return { kind: 'kernel-part', kernelId: bytesToUuid(f.subarray(1, 17)), total: Number(total), offset: Number(offset), bytes: f.subarray(KERNEL_PART_HEADER_BYTES) };
-    }
+    case FrameKind.KernelPart:
+      return decodeKernelPart(f.subarray(0, KERNEL_PART_HEADER_BYTES), f.subarray(KERNEL_PART_HEADER_BYTES), opts);
     default:
       throw new ProtocolError(1003, `unknown tunnel frame kind ${f[0]}`);
   }
+}
+
+/**
+ * A KERNEL PART frame given as its header (the first KERNEL_PART_HEADER_BYTES bytes) and its
+ * bytes apart: a receiver that got them in separate WebSocket fragments need not join them.
+ * The same checks as decodeFrame's.
+ */
+export type KernelPartFrame = Extract<TunnelFrame, { readonly kind: 'kernel-part' }>;
+
+export function decodeKernelPart(head: Buffer, bytes: Buffer, opts: { maxBytes?: number } = {}): KernelPartFrame {
+  const max = opts.maxBytes ?? DEFAULT_MAX_TUNNEL_FRAME;
+  if (head.length + bytes.length > max) throw tooBig(head.length + bytes.length, max);
+  if (head[0] !== FrameKind.KernelPart) throw malformed('not a kernel part frame');
+  if (head.length !== KERNEL_PART_HEADER_BYTES || bytes.length === 0) throw malformed('kernel part frame has no bytes');
+  const total = head.readBigUInt64LE(17);
+  const offset = head.readBigUInt64LE(25);
+  // A message in parts is still one kernel message: `total` obeys the same bound as a frame.
+  if (total > BigInt(max)) throw tooBig(Number(total), max);
+  if (offset + BigInt(bytes.length) > total) throw malformed('kernel part runs past the end of its message');
+  return { kind: 'kernel-part', kernelId: bytesToUuid(head.subarray(1, 17)), total: Number(total), offset: Number(offset), bytes };
 }
 
 // ---- validators -------------------------------------------------------------------

@@ -8,6 +8,8 @@ import type { WebSocket } from 'ws';
 import { corkForTick } from '@kinesis/protocol/node/cork';
 import {
   decodeFrame,
+  decodeKernelPart,
+  KERNEL_PART_HEADER_BYTES,
   DEFAULT_MAX_PARTIAL_BYTES,
   encodeControl,
   encodeCredit,
@@ -108,7 +110,11 @@ export class ProviderLink {
     this.pricePerKwh = BigInt(hello.pricePerKwh);
     this.kernelspecs = hello.kernelspecs;
     this.#creditBatch = Math.max(1, Math.floor(opts.creditBatchBytes ?? 1));
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.#onMessage(data, isBinary));
+    // A message's WebSocket fragments as they came: a kernel part that the provider sent as
+    // [its header, its bytes] is read without joining the two (one copy of all large output
+    // fewer), everything else is joined as ws would have done.
+    ws.binaryType = 'fragments';
+    ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.#onFragments(data, isBinary));
     ws.on('pong', () => {
       this.lastPongAt = Date.now();
       if (this.#pingSentAt) this.latencyMs = this.lastPongAt - this.#pingSentAt;
@@ -223,6 +229,22 @@ export class ProviderLink {
     this.ws.send(encodeControl(msg), { binary: true });
   }
 
+  #onFragments(data: Buffer | Buffer[], isBinary: boolean): void {
+    if (!Array.isArray(data)) return this.#onMessage(data, isBinary);
+    const head = data[0];
+    if (data.length === 2 && isBinary && !this.#closed && head && head.length === KERNEL_PART_HEADER_BYTES && head[0] === FrameKind.KernelPart) {
+      const bytes = data[1]!;
+      try {
+        const f = decodeKernelPart(head, bytes, { maxBytes: this.opts.maxFrameBytes });
+        this.#onPart(f.kernelId, f, head.length + bytes.length);
+      } catch (err) {
+        this.#frameError(err);
+      }
+      return;
+    }
+    this.#onMessage(data.length === 1 ? data[0]! : Buffer.concat(data), isBinary);
+  }
+
   #onMessage(data: Buffer, isBinary: boolean): void {
     if (this.#closed) return;
     if (!isBinary) {
@@ -247,13 +269,17 @@ export class ProviderLink {
       if (f.kind === 'credit') throw new ProtocolError(1007, 'CREDIT frames flow from gateway to provider only');
       if (f.kind === 'control') this.#onControl(f.message);
     } catch (err) {
-      if (err instanceof ProtocolError) {
-        this.opts.logger.warn('bad tunnel frame; closing the tunnel', { provider: this.id, error: err.shortMessage });
-        this.close(err.closeCode, err.shortMessage.slice(0, 120));
-        return;
-      }
-      this.opts.logger.error('error handling a tunnel frame', { provider: this.id, error: errorText(err) });
+      this.#frameError(err);
     }
+  }
+
+  #frameError(err: unknown): void {
+    if (err instanceof ProtocolError) {
+      this.opts.logger.warn('bad tunnel frame; closing the tunnel', { provider: this.id, error: err.shortMessage });
+      this.close(err.closeCode, err.shortMessage.slice(0, 120));
+      return;
+    }
+    this.opts.logger.error('error handling a tunnel frame', { provider: this.id, error: errorText(err) });
   }
 
   /** Parts of one kernel's message come in order, without gaps, one message at a time (docs/protocols.md). */

@@ -16,6 +16,7 @@ import {
   encodeKernelPartHeader,
   encodeV1,
   FrameKind,
+  KERNEL_PART_HEADER_BYTES,
   makeMessage,
   TUNNEL_SUBPROTOCOL,
   TUNNEL_VERSION,
@@ -279,11 +280,20 @@ export class ProviderPeer {
     return sizes;
   }
 
+  /** Send KERNEL PART frames as two WebSocket fragments (header, bytes) instead of one frame. */
+  partsAsFragments = false;
+
   sendRaw(frame: Uint8Array): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     if ((frame[0] === FrameKind.Kernel || frame[0] === FrameKind.KernelPart) && frame.byteLength >= 17) {
       const id = bytesToUuid(frame.subarray(1, 17));
       this.sent.set(id, (this.sent.get(id) ?? 0) + frame.byteLength);
+    }
+    if (this.partsAsFragments && frame[0] === FrameKind.KernelPart && frame.byteLength > KERNEL_PART_HEADER_BYTES) {
+      // As the real provider sends them: the part's header, then its bytes, as two fragments of one message.
+      this.ws.send(frame.subarray(0, KERNEL_PART_HEADER_BYTES), { fin: false });
+      this.ws.send(frame.subarray(KERNEL_PART_HEADER_BYTES), { fin: true });
+      return;
     }
     this.ws.send(frame);
   }
