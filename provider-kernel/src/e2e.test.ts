@@ -236,6 +236,69 @@ describe('gateway + provider + ipykernel', () => {
       ].join('\n'),
     );
     await fs.writeFile(path.join(specDir, 'detached', 'kernel.json'), JSON.stringify({ argv: ['/usr/bin/python3', launcher, '{connection_file}'], display_name: 'Python 3 (detached)', language: 'python', interrupt_mode: 'message' }));
+    // A kernelspec whose launched process holds the kernel's ports itself but only relays
+    // them (as `ssh -L` or a port forward would) to an ipykernel double-forked away on other
+    // ports: the process holding the kernel's end is in the tree, the bytes are not its own.
+    await fs.mkdir(path.join(specDir, 'relayed'), { recursive: true });
+    const relay = path.join(specDir, 'relayed', 'relay.py');
+    await fs.writeFile(
+      relay,
+      [
+        'import json, os, socket, sys, threading, time',
+        'PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")',
+        'info = json.load(open(sys.argv[1]))',
+        'listeners = {}',
+        'for k in PORTS:',
+        '    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        '    l.bind((info["ip"], info[k])); l.listen(16); listeners[k] = l',
+        'inner = dict(info)',
+        'for k in PORTS:',
+        '    t = socket.socket(); t.bind(("127.0.0.1", 0)); inner[k] = t.getsockname()[1]; t.close()',
+        'inner_file = sys.argv[1] + ".inner.json"',
+        'json.dump(inner, open(inner_file, "w"))',
+        'env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}',
+        'r, w = os.pipe()',
+        'if os.fork() == 0:',
+        '    os.setsid()',
+        '    import subprocess',
+        '    p = subprocess.Popen([sys.executable, "-m", "ipykernel_launcher", "-f", inner_file], env=env)',
+        '    os.write(w, str(p.pid).encode())',
+        '    os._exit(0)',
+        'os.wait()',
+        'kernel = int(os.read(r, 32))',
+        'def pump(a, b):',
+        '    try:',
+        '        while True:',
+        '            d = a.recv(65536)',
+        '            if not d: break',
+        '            b.sendall(d)',
+        '    except OSError: pass',
+        '    for x in (a, b):',
+        '        try: x.shutdown(socket.SHUT_RDWR)',
+        '        except OSError: pass',
+        'def serve(k):',
+        '    while True:',
+        '        c, _ = listeners[k].accept()',
+        '        for _ in range(100):',
+        '            try: u = socket.create_connection(("127.0.0.1", inner[k])); break',
+        '            except OSError: time.sleep(0.1)',
+        '        else: c.close(); continue',
+        '        threading.Thread(target=pump, args=(c, u), daemon=True).start()',
+        '        threading.Thread(target=pump, args=(u, c), daemon=True).start()',
+        'for k in PORTS: threading.Thread(target=serve, args=(k,), daemon=True).start()',
+        'import signal',
+        'def stop(*_):',
+        '    try: os.kill(kernel, 9)',
+        '    except ProcessLookupError: pass',
+        '    os._exit(0)',
+        'signal.signal(signal.SIGTERM, stop)',
+        'while True:',
+        '    try: os.kill(kernel, 0)',
+        '    except ProcessLookupError: os._exit(0)',
+        '    time.sleep(0.2)',
+      ].join('\n'),
+    );
+    await fs.writeFile(path.join(specDir, 'relayed', 'kernel.json'), JSON.stringify({ argv: ['/usr/bin/python3', relay, '{connection_file}'], display_name: 'Python 3 (relayed)', language: 'python', interrupt_mode: 'message' }));
     const detached = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-detached'), name: 'detached', kernelspecDirs: [specDir], logger: silentLogger, waitForConnection: true });
     // The kernel sends one stream message signed with another key, then one signed right.
     const code = [
@@ -251,9 +314,12 @@ describe('gateway + provider + ipykernel', () => {
       const specs = await KernelSpecAPI.getSpecs(settings);
       const detachedSpec = Object.keys(specs!.kernelspecs).find((n) => n.startsWith('detached'));
       expect(detachedSpec, Object.keys(specs!.kernelspecs).join()).toBeTruthy();
+      const relayedSpec = Object.keys(specs!.kernelspecs).find((n) => n.startsWith('relayed'));
+      expect(relayedSpec, Object.keys(specs!.kernelspecs).join()).toBeTruthy();
       for (const [p, name, expected] of [
         [provider, specs!.default, 'signed with another key\nsigned right\n'], // verified: the kernel holds the key anyway
         [detached, detachedSpec!, 'signed right\n'], // not verified: checked, and the other key is dropped
+        [detached, relayedSpec!, 'signed right\n'], // held by the tree, but relayed from outside it: checked too
       ] as const) {
         const res = await fetch(`${gateway.url}/api/kernels`, { method: 'POST', headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ name, kinesis: { provider: p.address } }) });
         expect(res.status).toBe(201);
@@ -263,7 +329,7 @@ describe('gateway + provider + ipykernel', () => {
           expect(r.reply).toBe('ok');
           // Both messages precede the reply's idle on iopub; give stragglers a moment anyway.
           await new Promise((res) => setTimeout(res, 200));
-          expect(r.out, p === provider ? 'the kernel\'s own connection' : 'a connection the kernel process does not hold').toBe(expected);
+          expect(r.out, name).toBe(expected);
           expect(await run(kernel, '6*7')).toMatchObject({ reply: 'ok', result: '42' });
         } finally {
           await kernel.shutdown();

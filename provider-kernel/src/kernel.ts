@@ -20,7 +20,7 @@ import type { Logger } from './logger.ts';
 import { ArrivingContent, DeferredSignature, delimiterIndex, peekHeader, signatureMatches, splitZmqFrames, toZmqFrames, type HeaderPeek, type SignedParts, type WireParts } from './wire.ts';
 import { KernelChannels, type IopubReader } from './zmq-channels.ts';
 import type { LargeFrameSink } from './zmtp-sub.ts';
-import { verifyLocalPeer, type TcpEnds } from './peer-check.ts';
+import { verifyLocalPeer, type PeerVerdict, type TcpEnds } from './peer-check.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
@@ -83,6 +83,8 @@ export interface KernelOptions {
    * checked. 'hmac': every message is checked.
    */
   readonly iopubAuth?: IopubAuth;
+  /** The lookup behind 'peer' (default: peer-check.ts's verifyLocalPeer; tests pass their own to control its timing). */
+  readonly verifyPeer?: (ends: TcpEnds, pid: number) => Promise<PeerVerdict>;
   /** How long a (re)start may take until kernel_info_reply (default 30 s: the gateway answers clients within 40 s). */
   readonly startTimeoutMs?: number;
   /** How long a kernel gets to exit after shutdown_request before SIGTERM, and after SIGTERM before SIGKILL. */
@@ -118,6 +120,8 @@ export class Kernel {
   private iopubConnection = 0;
   /** The current iopub connection is verified as the kernel's own (peer-check.ts): its messages are not HMAC-checked. */
   private iopubPeerVerified = false;
+  /** Settles once the current iopub connection's lookup has (a start waits for it, so a kernel's first cell meets a settled mode). */
+  private iopubVerdict: Promise<void> = Promise.resolve();
   private readonly pending: Array<{ channel: Exclude<Channel, 'iopub'>; parts: WireParts }> = [];
   private badMessages = 0;
   /** The iopub message whose content is arriving now (iopub reads one message at a time). */
@@ -332,7 +336,10 @@ export class Kernel {
       if (replied && this.iopubSeen) {
         const channels = this.channels;
         const left = deadline - Date.now();
-        if (channels && left > 0 && (await Promise.race([channels.connected.then(() => true), sleep(left).then(() => false)]))) return;
+        if (channels && left > 0 && (await Promise.race([channels.connected.then(() => true), sleep(left).then(() => false)]))) {
+          await Promise.race([this.iopubVerdict, sleep(Math.min(2000, Math.max(0, deadline - Date.now())))]);
+          return;
+        }
         break;
       }
       if (gen !== this.generation) break;
@@ -455,18 +462,21 @@ export class Kernel {
    * checked as usual. The check reads /proc once; a connection that ended, or a kernel that
    * was replaced, meanwhile is not marked.
    */
-  private verifyIopubPeer(gen: number, proc: KernelProcess, ends: TcpEnds): void {
+  private verifyIopubPeer(gen: number, proc: KernelProcess, ends: TcpEnds | undefined): void {
     const connection = ++this.iopubConnection;
     this.iopubPeerVerified = false;
     const pid = proc.pid;
     if ((this.o.iopubAuth ?? 'peer') !== 'peer' || pid === undefined || gen !== this.generation) return;
-    void verifyLocalPeer(ends, pid).then((v) => {
-      if (connection !== this.iopubConnection || gen !== this.generation || !proc.alive) return;
-      if (v.ok) {
-        this.iopubPeerVerified = true;
-        this.o.logger.debug('kernel iopub connection verified as the kernel\'s own; its messages are not HMAC-checked', { kernelId: this.id, pid: v.pid, port: ends.localPort });
-      } else this.o.logger.info('kernel iopub connection not verified as the kernel\'s own; every message on it is HMAC-checked', { kernelId: this.id, reason: v.reason });
-    });
+    const verify = this.o.verifyPeer ?? verifyLocalPeer;
+    this.iopubVerdict = (ends ? verify(ends, pid) : Promise.resolve({ ok: false as const, reason: 'the socket does not give its ends' }))
+      .then((v) => {
+        if (connection !== this.iopubConnection || gen !== this.generation || !proc.alive) return;
+        if (v.ok) {
+          this.iopubPeerVerified = true;
+          this.o.logger.debug('kernel iopub connection verified as the kernel\'s own; its messages are not HMAC-checked', { kernelId: this.id, pid: v.pid, port: ends?.localPort });
+        } else this.o.logger.info('kernel iopub connection not verified as the kernel\'s own; every message on it is HMAC-checked', { kernelId: this.id, reason: v.reason });
+      })
+      .catch(() => undefined);
   }
 
   private onOversize(gen: number, frames: readonly Buffer[], size: number): void {

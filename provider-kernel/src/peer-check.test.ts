@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addressBytes, findPeerInode, procHex, verifyLocalPeer, type TcpEnds } from './peer-check.ts';
 
@@ -121,21 +122,28 @@ describe.runIf(process.platform === 'linux')('verifyLocalPeer on this machine', 
     try {
       const kernel = run('sleep', ['30']); // the "kernel" we launched, which does not hold the port
       const { ends } = await connect('127.0.0.1', (impostor.address() as net.AddressInfo).port);
-      expect(await verifyLocalPeer(ends, kernel.pid!)).toMatchObject({ ok: false });
+      expect(await verifyLocalPeer(ends, kernel.pid!)).toMatchObject({ ok: false, reason: expect.stringMatching(/not held by kernel process/) });
     } finally {
       impostor.close();
     }
   });
 
-  it('works over IPv6 loopback', async () => {
+  it('says no when the holder relays: it also holds a connection it made to someone outside its tree and this process', async () => {
+    // The "kernel" listens, and connects out to an upstream run by another process (the bytes it would write come from there).
+    const upstream = run(PY, ['-c', SERVER('127.0.0.1')]);
+    const upPort = await portOf(upstream);
+    const relay = run(PY, ['-c', `import socket\nu=socket.create_connection(('127.0.0.1',${upPort}))\n` + SERVER('127.0.0.1')]);
+    const { ends } = await connect('127.0.0.1', await portOf(relay));
+    expect(await verifyLocalPeer(ends, relay.pid!)).toMatchObject({ ok: false, reason: expect.stringMatching(/may be relaying/) });
+    // The same process tree without the upstream connection would pass: the upstream is what fails it.
+    const plain = run(PY, ['-c', SERVER('127.0.0.1')]);
+    const p2 = await connect('127.0.0.1', await portOf(plain));
+    expect(await verifyLocalPeer(p2.ends, plain.pid!)).toEqual({ ok: true, pid: plain.pid });
+  });
+
+  it.runIf(Object.values(os.networkInterfaces()).flat().some((i) => i?.address === '::1'))('works over IPv6 loopback', async () => {
     const server = run(PY, ['-c', SERVER('::1')]);
-    let port: number;
-    try {
-      port = await portOf(server);
-    } catch {
-      return; // no IPv6 on this machine
-    }
-    const { ends } = await connect('::1', port);
+    const { ends } = await connect('::1', await portOf(server));
     expect(await verifyLocalPeer(ends, server.pid!)).toEqual({ ok: true, pid: server.pid });
   });
 

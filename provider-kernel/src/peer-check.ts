@@ -65,19 +65,57 @@ export function procHex(bytes: Uint8Array, le = endianness() === 'LE'): string {
   return s.toUpperCase();
 }
 
-const portHex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+/** One socket of /proc/net/tcp{,6}: its two ends as `a.b.c.d:port` (IPv4-mapped IPv6 as IPv4), state, inode. */
+export interface TcpSocket {
+  readonly local: string;
+  readonly remote: string;
+  /** Two hex digits: 01 established, 0A listening... */
+  readonly state: string;
+  readonly inode: number;
+}
 
-/** The forms an address may take in /proc/net: [file, hex] pairs (IPv4 also as v4-mapped IPv6). */
-function procForms(addr: string, le: boolean): Array<readonly ['tcp' | 'tcp6', string]> {
+/** An address as bytes in network order, IPv4-mapped IPv6 as IPv4 (so both tables compare alike). */
+function canonical(b: Uint8Array): string {
+  const mapped = b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  const v = mapped ? b.subarray(12) : b;
+  return v.length === 4 ? [...v].join('.') : [...v].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** `addr:port` of an address as Node gives it, in the form parseTcpTable uses; undefined when it is not an IP address. */
+export function endKey(addr: string, port: number): string | undefined {
   const b = addressBytes(addr);
-  if (!b) return [];
-  if (b.length === 4) {
-    const mapped = new Uint8Array(16);
-    mapped[10] = mapped[11] = 0xff;
-    mapped.set(b, 12);
-    return [['tcp', procHex(b, le)], ['tcp6', procHex(mapped, le)]];
+  return b ? `${canonical(b)}:${port}` : undefined;
+}
+
+/** /proc/net prints each 32-bit word of an address in host order (procHex); back to bytes in network order. */
+function fromProcHex(hex: string, le: boolean): Uint8Array | undefined {
+  if ((hex.length !== 8 && hex.length !== 32) || !/^[0-9A-Fa-f]+$/.test(hex)) return undefined;
+  const out = new Uint8Array(hex.length / 2);
+  for (let w = 0; w < hex.length / 8; w++) {
+    for (let i = 0; i < 4; i++) out[w * 4 + (le ? 3 - i : i)] = parseInt(hex.slice(w * 8 + i * 2, w * 8 + i * 2 + 2), 16);
   }
-  return [['tcp6', procHex(b, le)]];
+  return out;
+}
+
+/** The sockets in a /proc/net/tcp or tcp6 text (the header and malformed lines are skipped). */
+export function parseTcpTable(text: string, le = endianness() === 'LE'): TcpSocket[] {
+  const out: TcpSocket[] = [];
+  const end = (s: string | undefined): string | undefined => {
+    const m = s ? /^([0-9A-Fa-f]+):([0-9A-Fa-f]{4})$/.exec(s) : null;
+    const b = m ? fromProcHex(m[1]!, le) : undefined;
+    return m && b ? `${canonical(b)}:${parseInt(m[2]!, 16)}` : undefined;
+  };
+  for (const line of text.split('\n')) {
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || !/^\d+:$/.test(f[0]!)) continue;
+    const local = end(f[1]);
+    const remote = end(f[2]);
+    const inode = Number(f[9]);
+    if (!local || !remote || !/^[0-9A-F]{2}$/.test(f[3]!) || !Number.isSafeInteger(inode) || inode <= 0) continue;
+    out.push({ local, remote, state: f[3]!, inode });
+  }
+  return out;
 }
 
 /**
@@ -86,67 +124,77 @@ function procForms(addr: string, le: boolean): Array<readonly ['tcp' | 'tcp6', s
  * `tables` maps 'tcp' / 'tcp6' to their text (tests pass their own); undefined: not found.
  */
 export function findPeerInode(ends: TcpEnds, tables: Partial<Record<'tcp' | 'tcp6', string>>, le = endianness() === 'LE'): number | undefined {
-  const kernelForms = procForms(ends.remoteAddress, le);
-  const ourForms = procForms(ends.localAddress, le);
-  for (const [file, kernelHex] of kernelForms) {
-    const ours = ourForms.find(([f]) => f === file);
-    const text = tables[file];
-    if (!ours || text === undefined) continue;
-    const want = `${kernelHex}:${portHex(ends.remotePort)}`;
-    const peer = `${ours[1]}:${portHex(ends.localPort)}`;
-    for (const line of text.split('\n')) {
-      // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[1] !== want || f[2] !== peer || f[3] !== '01') continue;
-      const inode = Number(f[9]);
-      if (Number.isSafeInteger(inode) && inode > 0) return inode;
-    }
+  const kernel = endKey(ends.remoteAddress, ends.remotePort);
+  const ours = endKey(ends.localAddress, ends.localPort);
+  if (!kernel || !ours) return undefined;
+  const all = [...parseTcpTable(tables.tcp ?? '', le), ...parseTcpTable(tables.tcp6 ?? '', le)];
+  return all.find((t) => t.state === '01' && t.local === kernel && t.remote === ours)?.inode;
+}
+
+interface Proc {
+  readonly pid: number;
+  readonly ppid: number;
+  /** Field 22 of /proc/<pid>/stat: with the pid, it names one process (a pid can be reused). */
+  readonly start: string;
+}
+
+async function statOf(pid: number | 'self', proc: string): Promise<Proc | undefined> {
+  try {
+    const stat = await readFile(`${proc}/${pid}/stat`, 'latin1');
+    // pid (comm) state ppid ... starttime: comm may hold spaces and parentheses, so read after the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const p = Number(stat.slice(0, stat.indexOf(' ')));
+    const ppid = Number(f[1]);
+    if (!Number.isSafeInteger(p) || !Number.isSafeInteger(ppid) || f[19] === undefined) return undefined;
+    return { pid: p, ppid, start: f[19] };
+  } catch {
+    return undefined; // gone meanwhile
   }
-  return undefined;
 }
 
 /** pid and its descendants, nearest first (from each process's ppid in /proc/<pid>/stat). */
-async function processTree(root: number, proc: string): Promise<number[]> {
-  const parentOf = new Map<number, number>();
+async function processTree(root: Proc, proc: string): Promise<Proc[]> {
+  const all: Proc[] = [];
   for (const name of await readdir(proc)) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = await readFile(`${proc}/${name}/stat`, 'latin1');
-      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (Number.isSafeInteger(ppid)) parentOf.set(Number(name), ppid);
-    } catch {
-      // gone meanwhile
-    }
+    if (!/^\d+$/.test(name) || Number(name) === root.pid) continue;
+    const p = await statOf(Number(name), proc);
+    if (p) all.push(p);
   }
   const tree = [root];
-  for (let i = 0; i < tree.length; i++) for (const [pid, ppid] of parentOf) if (ppid === tree[i] && !tree.includes(pid)) tree.push(pid);
+  for (let i = 0; i < tree.length; i++) for (const p of all) if (p.ppid === tree[i]!.pid && !tree.includes(p)) tree.push(p);
   return tree;
 }
 
-/** Does `pid` hold the socket `inode` among its open files? */
-async function holds(pid: number, inode: number, proc: string): Promise<boolean> {
-  const want = `socket:[${inode}]`;
+/** The socket inodes among a process's open files; undefined when they cannot be read (another user's process, gone). */
+async function socketsOf(pid: number | 'self', proc: string): Promise<Set<number> | undefined> {
+  const out = new Set<number>();
   let fds: string[];
   try {
     fds = await readdir(`${proc}/${pid}/fd`);
   } catch {
-    return false;
+    return undefined;
   }
   for (const fd of fds) {
     try {
-      if ((await readlink(`${proc}/${pid}/fd/${fd}`)) === want) return true;
+      const m = /^socket:\[(\d+)\]$/.exec(await readlink(`${proc}/${pid}/fd/${fd}`));
+      if (m) out.add(Number(m[1]));
     } catch {
       // closed meanwhile
     }
   }
-  return false;
+  return out;
 }
+
+/** TCP states in which no more data can come from the peer, or there is no peer: LISTEN, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK. */
+const NO_DATA_IN = new Set(['0A', '06', '07', '08', '09']);
 
 /**
  * Is the far end of this loopback connection a socket held by `rootPid` or one of its
- * descendants? Only loopback connections qualify: a connection that left this machine could
- * end anywhere. Never throws.
+ * descendants, in a process tree that takes data over TCP from no one but itself and this
+ * provider? The second half turns away a relay (an `ssh -L`, a port forward, socat to another
+ * port) in the kernel's tree: it holds the kernel's end, but the bytes it writes come from
+ * its upstream, which the per-message signature check still has to vouch for. Only loopback
+ * connections qualify: a connection that left this machine could end anywhere. Never throws.
  */
 export async function verifyLocalPeer(ends: TcpEnds, rootPid: number, proc = '/proc'): Promise<PeerVerdict> {
   try {
@@ -155,19 +203,47 @@ export async function verifyLocalPeer(ends: TcpEnds, rootPid: number, proc = '/p
     if (!kernel || !ours) return { ok: false, reason: 'not an IP connection' };
     if (!isLoopback(kernel)) return { ok: false, reason: `the kernel's address ${ends.remoteAddress} is not a loopback address` };
     if (!Number.isSafeInteger(rootPid) || rootPid <= 0) return { ok: false, reason: 'no kernel process' };
-    const tables: Partial<Record<'tcp' | 'tcp6', string>> = {};
+    // pids read from a /proc of another pid namespace would name other processes.
+    if ((await readlink(`${proc}/self`).catch(() => '')) !== String(process.pid)) return { ok: false, reason: `${proc} is not this process's pid namespace` };
+    const texts: Partial<Record<'tcp' | 'tcp6', string>> = {};
     for (const f of ['tcp', 'tcp6'] as const) {
       try {
-        tables[f] = await readFile(`${proc}/net/${f}`, 'latin1');
+        texts[f] = await readFile(`${proc}/net/${f}`, 'latin1');
       } catch {
-        // no IPv6, or no /proc at all (then nothing is found below)
+        // no IPv6
       }
     }
-    const inode = findPeerInode(ends, tables);
+    const inode = findPeerInode(ends, texts);
     if (inode === undefined) return { ok: false, reason: `no established connection ${ends.remoteAddress}:${ends.remotePort} → ${ends.localAddress}:${ends.localPort} in ${proc}/net` };
-    if (await holds(rootPid, inode, proc)) return { ok: true, pid: rootPid };
-    for (const pid of (await processTree(rootPid, proc)).slice(1)) if (await holds(pid, inode, proc)) return { ok: true, pid };
-    return { ok: false, reason: `the kernel's end (socket ${inode}) is not held by kernel process ${rootPid} or its descendants` };
+    const root = await statOf(rootPid, proc);
+    if (!root) return { ok: false, reason: `kernel process ${rootPid} is gone` };
+    const tree = await processTree(root, proc);
+    const held = new Map<number, Set<number>>();
+    for (const p of tree) {
+      const sockets = await socketsOf(p.pid, proc);
+      // A process of the tree whose files cannot be read could be holding anything.
+      if (!sockets) return { ok: false, reason: `cannot read the open files of process ${p.pid} of the kernel's tree` };
+      held.set(p.pid, sockets);
+    }
+    const holder = tree.find((p) => held.get(p.pid)!.has(inode));
+    if (!holder) return { ok: false, reason: `the kernel's end (socket ${inode}) is not held by kernel process ${rootPid} or its descendants` };
+    // Every TCP connection the tree holds must lead back into the tree or to this provider.
+    const treeSockets = new Set([...held.values()].flatMap((x) => [...x]));
+    const mine = (await socketsOf('self', proc)) ?? new Set<number>();
+    const sockets = [...parseTcpTable(texts.tcp ?? ''), ...parseTcpTable(texts.tcp6 ?? '')];
+    for (const t of sockets) {
+      if (!treeSockets.has(t.inode) || NO_DATA_IN.has(t.state)) continue;
+      const peer = sockets.find((u) => u.local === t.remote && u.remote === t.local && u !== t);
+      if (!peer || !(treeSockets.has(peer.inode) || mine.has(peer.inode))) {
+        return { ok: false, reason: `the kernel's process tree takes data from outside it and this provider (its connection ${t.local} → ${t.remote}): it may be relaying` };
+      }
+    }
+    // No process of the tree was replaced while it was read (a pid reused by another process).
+    for (const p of tree) {
+      const now = await statOf(p.pid, proc);
+      if (!now || now.start !== p.start || now.ppid !== p.ppid) return { ok: false, reason: `process ${p.pid} of the kernel's tree changed while it was checked` };
+    }
+    return { ok: true, pid: holder.pid };
   } catch (e) {
     return { ok: false, reason: e instanceof Error ? e.message : String(e) };
   }

@@ -30,7 +30,7 @@ export interface IopubOptions {
     /** A message skipped because one of its frames was over the limit (`framesSoFar`: those before it). */
     onOversize(framesSoFar: readonly Buffer[], size: number): void;
     /** A connection to the kernel's iopub completed its handshake (its two ends), and ended. */
-    onReady?(ends: TcpEnds): void;
+    onReady?(ends: TcpEnds | undefined): void;
     onGone?(): void;
     readonly largeFrameBytes: number;
     /** Frames over this are skipped unread with their message (default: zmtp-sub.ts's DEFAULT_MAX_FRAME_BYTES). */

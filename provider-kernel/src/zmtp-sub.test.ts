@@ -274,7 +274,7 @@ describe('ZmtpSubscriber', () => {
       {
         onMessage: (f) => got.push(f.map(String).join('|')),
         onAbort: (s) => aborts.push(s),
-        onReady: (e) => events.push(`ready ${e.remoteAddress}:${e.remotePort === port} ${e.localAddress}:${e.localPort === conns.at(-1)?.remotePort}`),
+        onReady: (e) => events.push(e ? `ready ${e.remoteAddress}:${e.remotePort === port} ${e.localAddress}:${e.localPort === conns.at(-1)?.remotePort}` : "ready, no ends"),
         onGone: () => events.push('gone'),
       },
     );

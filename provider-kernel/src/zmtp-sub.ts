@@ -34,8 +34,8 @@ export interface ZmtpSubHandlers {
   onOversize?(framesSoFar: readonly Buffer[], size: number): void;
   /** The connection failed or the peer broke the protocol (the reader connects again). */
   onError?(reason: string): void;
-  /** ZmtpSubscriber: a connection completed its handshake (the peer's READY came); its two ends. */
-  onReady?(ends: TcpEnds): void;
+  /** ZmtpSubscriber: a connection completed its handshake (the peer's READY came); its two ends (undefined if the socket does not say). */
+  onReady?(ends: TcpEnds | undefined): void;
   /** ZmtpSubscriber: the connection that onReady announced ended. */
   onGone?(): void;
 }
@@ -367,7 +367,7 @@ export class ZmtpSubscriber {
       ...this.o,
       onReady: () => {
         const { localAddress, localPort, remoteAddress, remotePort } = s;
-        if (localAddress && localPort && remoteAddress && remotePort) this.h.onReady?.({ localAddress, localPort, remoteAddress, remotePort });
+        this.h.onReady?.(localAddress && localPort && remoteAddress && remotePort ? { localAddress, localPort, remoteAddress, remotePort } : undefined);
       },
     });
     const s: net.Socket = net.connect({
