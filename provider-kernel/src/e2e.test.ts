@@ -11,6 +11,7 @@ import { startGateway, silentLogger as gatewayLogger, type RunningGateway } from
 import { decodeV1, encodeV1, makeMessage, V1_SUBPROTOCOL, type JupyterMessage } from '@kinesis/protocol';
 import { startProvider, type RunningProvider } from './index.ts';
 import { silentLogger } from './logger.ts';
+import { detachedLauncher, MIXED_SIGNATURES, relayLauncher } from './testing/away-kernels.ts';
 
 const TOKEN = 'e2e-token-0123456789';
 let dir: string;
@@ -210,30 +211,8 @@ describe('gateway + provider + ipykernel', () => {
     const specDir = path.join(dir, 'detached-specs');
     await fs.mkdir(path.join(specDir, 'detached'), { recursive: true });
     const launcher = path.join(specDir, 'detached', 'launch.py');
-    await fs.writeFile(
-      launcher,
-      [
-        'import os, signal, subprocess, sys, time',
-        'r, w = os.pipe()',
-        'if os.fork() == 0:',
-        '    os.setsid()',
-        '    # ipykernel exits when its parent goes away if it is told who that is: here it must not.',
-        "    env = {k: v for k, v in os.environ.items() if k != 'JPY_PARENT_PID'}",
-        "    p = subprocess.Popen([sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]], env=env)",
-        '    os.write(w, str(p.pid).encode())',
-        '    os._exit(0)',
-        'os.wait()',
-        'kernel = int(os.read(r, 32))',
-        'def stop(*_):',
-        '    try: os.kill(kernel, signal.SIGKILL)',
-        '    except ProcessLookupError: pass',
-        '    os._exit(0)',
-        'signal.signal(signal.SIGTERM, stop)',
-        'while True:',
-        '    try: os.kill(kernel, 0)',
-        '    except ProcessLookupError: os._exit(0)',
-        '    time.sleep(0.2)',
-      ].join('\n'),
+    await fs.writeFile(launcher,
+      detachedLauncher(),
     );
     await fs.writeFile(path.join(specDir, 'detached', 'kernel.json'), JSON.stringify({ argv: ['/usr/bin/python3', launcher, '{connection_file}'], display_name: 'Python 3 (detached)', language: 'python', interrupt_mode: 'message' }));
     // A kernelspec whose launched process holds the kernel's ports itself but only relays
@@ -243,73 +222,12 @@ describe('gateway + provider + ipykernel', () => {
     const relay = path.join(specDir, 'relayed', 'relay.py');
     await fs.writeFile(
       relay,
-      [
-        'import json, os, socket, sys, threading, time',
-        'PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")',
-        'info = json.load(open(sys.argv[1]))',
-        'listeners = {}',
-        'for k in PORTS:',
-        '    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
-        '    l.bind((info["ip"], info[k])); l.listen(16); listeners[k] = l',
-        'inner = dict(info)',
-        'for k in PORTS:',
-        '    t = socket.socket(); t.bind(("127.0.0.1", 0)); inner[k] = t.getsockname()[1]; t.close()',
-        'inner_file = sys.argv[1] + ".inner.json"',
-        'json.dump(inner, open(inner_file, "w"))',
-        'env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}',
-        'r, w = os.pipe()',
-        'if os.fork() == 0:',
-        '    os.setsid()',
-        '    import subprocess',
-        '    p = subprocess.Popen([sys.executable, "-m", "ipykernel_launcher", "-f", inner_file], env=env)',
-        '    os.write(w, str(p.pid).encode())',
-        '    os._exit(0)',
-        'os.wait()',
-        'kernel = int(os.read(r, 32))',
-        'def pump(a, b):',
-        '    try:',
-        '        while True:',
-        '            d = a.recv(65536)',
-        '            if not d: break',
-        '            b.sendall(d)',
-        '    except OSError: pass',
-        '    for x in (a, b):',
-        '        try: x.shutdown(socket.SHUT_RDWR)',
-        '        except OSError: pass',
-        'def serve(k):',
-        '    while True:',
-        '        c, _ = listeners[k].accept()',
-        '        for _ in range(100):',
-        '            try: u = socket.create_connection(("127.0.0.1", inner[k])); break',
-        '            except OSError: time.sleep(0.1)',
-        '        else: c.close(); continue',
-        '        threading.Thread(target=pump, args=(c, u), daemon=True).start()',
-        '        threading.Thread(target=pump, args=(u, c), daemon=True).start()',
-        'for k in PORTS: threading.Thread(target=serve, args=(k,), daemon=True).start()',
-        'import signal',
-        'def stop(*_):',
-        '    try: os.kill(kernel, 9)',
-        '    except ProcessLookupError: pass',
-        '    os._exit(0)',
-        'signal.signal(signal.SIGTERM, stop)',
-        'while True:',
-        '    try: os.kill(kernel, 0)',
-        '    except ProcessLookupError: os._exit(0)',
-        '    time.sleep(0.2)',
-      ].join('\n'),
+      relayLauncher(),
     );
     await fs.writeFile(path.join(specDir, 'relayed', 'kernel.json'), JSON.stringify({ argv: ['/usr/bin/python3', relay, '{connection_file}'], display_name: 'Python 3 (relayed)', language: 'python', interrupt_mode: 'message' }));
     const detached = await startProvider({ gatewayUrl: gateway.url, dataDir: path.join(dir, 'provider-detached'), name: 'detached', kernelspecDirs: [specDir], logger: silentLogger, waitForConnection: true });
     // The kernel sends one stream message signed with another key, then one signed right.
-    const code = [
-      'k = get_ipython().kernel',
-      's = k.session',
-      'key = s.key',
-      "s.key = b'not the key'",
-      "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed with another key\\n'}, parent=k.get_parent())",
-      's.key = key',
-      "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed right\\n'}, parent=k.get_parent())",
-    ].join('\n');
+    const code = MIXED_SIGNATURES;
     try {
       const specs = await KernelSpecAPI.getSpecs(settings);
       const detachedSpec = Object.keys(specs!.kernelspecs).find((n) => n.startsWith('detached'));

@@ -11,22 +11,13 @@ import { Kernel } from './kernel.ts';
 import { loadKernelSpec } from './kernelspecs.ts';
 import { silentLogger } from './logger.ts';
 import type { PeerVerdict, TcpEnds } from './peer-check.ts';
+import { MIXED_SIGNATURES } from './testing/away-kernels.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** Code that sends one stream message signed with another key, then one signed right. */
-const MIXED = [
-  'k = get_ipython().kernel',
-  's = k.session',
-  'key = s.key',
-  "s.key = b'not the key'",
-  "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed with another key\\n'}, parent=k.get_parent())",
-  's.key = key',
-  "s.send(k.iopub_socket, 'stream', content={'name': 'stdout', 'text': 'signed right\\n'}, parent=k.get_parent())",
-].join('\n');
 
 async function kernelWith(verifyPeer: (ends: TcpEnds, pid: number) => Promise<PeerVerdict>): Promise<{ kernel: Kernel; run: (code: string) => Promise<string> }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kinesis-kauth-'));
@@ -68,14 +59,14 @@ async function kernelWith(verifyPeer: (ends: TcpEnds, pid: number) => Promise<Pe
 describe.runIf(process.platform === 'linux')('a kernel\'s iopub verdict', () => {
   it('applies to the connection it was asked for: said yes, the kernel\'s own mis-signed message is delivered', async () => {
     const { run } = await kernelWith(async () => ({ ok: true, pid: 1 }));
-    expect(await run(MIXED)).toBe('signed with another key\nsigned right\n');
+    expect(await run(MIXED_SIGNATURES)).toBe('signed with another key\nsigned right\n');
   }, 30_000);
 
   it('said no, or not yet said, every message is checked', async () => {
     const { run } = await kernelWith(async () => ({ ok: false, reason: 'test' }));
-    expect(await run(MIXED)).toBe('signed right\n');
+    expect(await run(MIXED_SIGNATURES)).toBe('signed right\n');
     const never = await kernelWith(() => new Promise<PeerVerdict>(() => undefined));
-    expect(await never.run(MIXED)).toBe('signed right\n');
+    expect(await never.run(MIXED_SIGNATURES)).toBe('signed right\n');
   }, 30_000);
 
   it('a yes that comes after the kernel was restarted changes nothing for the new process', async () => {
@@ -86,9 +77,9 @@ describe.runIf(process.platform === 'linux')('a kernel\'s iopub verdict', () => 
     expect(verdicts.length).toBe(2);
     verdicts[0]!({ ok: true, pid: 1 }); // the first process's connection: stale
     await new Promise((r) => setTimeout(r, 50));
-    expect(await run(MIXED)).toBe('signed right\n');
+    expect(await run(MIXED_SIGNATURES)).toBe('signed right\n');
     verdicts[1]!({ ok: true, pid: 1 }); // the current one
     await new Promise((r) => setTimeout(r, 50));
-    expect(await run(MIXED)).toBe('signed with another key\nsigned right\n');
+    expect(await run(MIXED_SIGNATURES)).toBe('signed with another key\nsigned right\n');
   }, 60_000);
 });
