@@ -232,13 +232,13 @@ export function decodeFrame(data: Uint8Array, opts: { maxBytes?: number } = {}):
   }
 }
 
+export type KernelPartFrame = Extract<TunnelFrame, { readonly kind: 'kernel-part' }>;
+
 /**
  * A KERNEL PART frame given as its header (the first KERNEL_PART_HEADER_BYTES bytes) and its
  * bytes apart: a receiver that got them in separate WebSocket fragments need not join them.
  * The same checks as decodeFrame's.
  */
-export type KernelPartFrame = Extract<TunnelFrame, { readonly kind: 'kernel-part' }>;
-
 export function decodeKernelPart(head: Buffer, bytes: Buffer, opts: { maxBytes?: number } = {}): KernelPartFrame {
   const max = opts.maxBytes ?? DEFAULT_MAX_TUNNEL_FRAME;
   if (head.length + bytes.length > max) throw tooBig(head.length + bytes.length, max);

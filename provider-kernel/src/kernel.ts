@@ -277,8 +277,7 @@ export class Kernel {
     this.info = info;
     this.key = Buffer.from(info.key, 'latin1');
     this.iopubSeen = false;
-    this.iopubConnection++;
-    this.iopubPeerVerified = false;
+    this.forgetIopubPeer();
     this.connectionFile = await writeConnectionFile(this.runtimeDir, this.id, info, this.o.runAs);
     const argv = this.spec.spec.argv.map((a) => a.replaceAll('{connection_file}', this.connectionFile as string).replaceAll('{resource_dir}', this.spec.dir));
     const env = buildKernelEnv({
@@ -303,10 +302,7 @@ export class Kernel {
         },
         onOversize: (frames, size) => this.onOversize(gen, frames, size),
         onReady: (ends) => this.verifyIopubPeer(gen, proc, ends),
-        onGone: () => {
-          this.iopubConnection++;
-          this.iopubPeerVerified = false;
-        },
+        onGone: () => this.forgetIopubPeer(),
       },
     } : undefined);
     void proc.exited.then((x) => this.onExit(gen, proc, x.code, x.signal));
@@ -452,6 +448,12 @@ export class Kernel {
     };
   }
 
+  /** A new iopub connection, or none: nothing is verified, and any lookup still under way is for an older one. Returns the new connection's number. */
+  private forgetIopubPeer(): number {
+    this.iopubPeerVerified = false;
+    return ++this.iopubConnection;
+  }
+
   /** The key a message on `channel` is checked with: none on an iopub connection verified as the kernel's own. */
   private keyFor(channel: Channel): Buffer {
     return channel === 'iopub' && this.iopubPeerVerified ? NO_KEY : this.key;
@@ -463,8 +465,7 @@ export class Kernel {
    * was replaced, meanwhile is not marked.
    */
   private verifyIopubPeer(gen: number, proc: KernelProcess, ends: TcpEnds | undefined): void {
-    const connection = ++this.iopubConnection;
-    this.iopubPeerVerified = false;
+    const connection = this.forgetIopubPeer();
     const pid = proc.pid;
     if ((this.o.iopubAuth ?? 'peer') !== 'peer' || pid === undefined || gen !== this.generation) return;
     const verify = this.o.verifyPeer ?? verifyLocalPeer;

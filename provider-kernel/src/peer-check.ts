@@ -127,8 +127,16 @@ export function findPeerInode(ends: TcpEnds, tables: Partial<Record<'tcp' | 'tcp
   const kernel = endKey(ends.remoteAddress, ends.remotePort);
   const ours = endKey(ends.localAddress, ends.localPort);
   if (!kernel || !ours) return undefined;
-  const all = [...parseTcpTable(tables.tcp ?? '', le), ...parseTcpTable(tables.tcp6 ?? '', le)];
-  return all.find((t) => t.state === '01' && t.local === kernel && t.remote === ours)?.inode;
+  const t = byEnds([...parseTcpTable(tables.tcp ?? '', le), ...parseTcpTable(tables.tcp6 ?? '', le)]).get(`${kernel} ${ours}`);
+  return t?.state === '01' ? t.inode : undefined;
+}
+
+/** TCP states in which no more data can come from the peer, or there is no peer: LISTEN, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK. */
+const NO_DATA_IN = new Set(['0A', '06', '07', '08', '09']);
+
+/** Sockets that may still take data in, by `local remote` (a TCP connection's two ends name one socket on each side). */
+function byEnds(sockets: readonly TcpSocket[]): Map<string, TcpSocket> {
+  return new Map(sockets.filter((t) => !NO_DATA_IN.has(t.state)).map((t) => [`${t.local} ${t.remote}`, t]));
 }
 
 interface Proc {
@@ -185,9 +193,6 @@ async function socketsOf(pid: number | 'self', proc: string): Promise<Set<number
   return out;
 }
 
-/** TCP states in which no more data can come from the peer, or there is no peer: LISTEN, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK. */
-const NO_DATA_IN = new Set(['0A', '06', '07', '08', '09']);
-
 /**
  * Is the far end of this loopback connection a socket held by `rootPid` or one of its
  * descendants, in a process tree that takes data over TCP from no one but itself and this
@@ -213,7 +218,10 @@ export async function verifyLocalPeer(ends: TcpEnds, rootPid: number, proc = '/p
         // no IPv6
       }
     }
-    const inode = findPeerInode(ends, texts);
+    const sockets = [...parseTcpTable(texts.tcp ?? ''), ...parseTcpTable(texts.tcp6 ?? '')];
+    const open = byEnds(sockets);
+    const connection = open.get(`${endKey(ends.remoteAddress, ends.remotePort)} ${endKey(ends.localAddress, ends.localPort)}`);
+    const inode = connection?.state === '01' ? connection.inode : undefined;
     if (inode === undefined) return { ok: false, reason: `no established connection ${ends.remoteAddress}:${ends.remotePort} → ${ends.localAddress}:${ends.localPort} in ${proc}/net` };
     const root = await statOf(rootPid, proc);
     if (!root) return { ok: false, reason: `kernel process ${rootPid} is gone` };
@@ -230,10 +238,9 @@ export async function verifyLocalPeer(ends: TcpEnds, rootPid: number, proc = '/p
     // Every TCP connection the tree holds must lead back into the tree or to this provider.
     const treeSockets = new Set([...held.values()].flatMap((x) => [...x]));
     const mine = (await socketsOf('self', proc)) ?? new Set<number>();
-    const sockets = [...parseTcpTable(texts.tcp ?? ''), ...parseTcpTable(texts.tcp6 ?? '')];
-    for (const t of sockets) {
-      if (!treeSockets.has(t.inode) || NO_DATA_IN.has(t.state)) continue;
-      const peer = sockets.find((u) => u.local === t.remote && u.remote === t.local && u !== t);
+    for (const t of open.values()) {
+      if (!treeSockets.has(t.inode)) continue;
+      const peer = open.get(`${t.remote} ${t.local}`);
       if (!peer || !(treeSockets.has(peer.inode) || mine.has(peer.inode))) {
         return { ok: false, reason: `the kernel's process tree takes data from outside it and this provider (its connection ${t.local} → ${t.remote}): it may be relaying` };
       }

@@ -60,9 +60,9 @@ const FLAG_LONG = 2;
 const FLAG_COMMAND = 4;
 /** Commands are small; a peer that sends a large one is not a kernel. */
 const MAX_COMMAND_BYTES = 64 * 1024;
-/** Reads outside large frame bodies land in a reused buffer of this size. */
 /** Frames over this are skipped unless ZmtpSubOptions.maxFrameBytes says otherwise: 1 GiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/** Reads outside large frame bodies land in a reused buffer of this size. */
 const SCRATCH_BYTES = 64 * 1024;
 /** A frame body with at least this much left is read straight into its own buffer. */
 const DIRECT_READ_BYTES = 16 * 1024;
