@@ -22,6 +22,7 @@ import { closingReceiptRecorder, receiptRecorder } from './receipts.ts';
 import { consoleLogger, errorText, type Logger } from './logger.ts';
 import { closeSockets, ProviderRegistry } from './providers/registry.ts';
 import { providerRoutes } from './providers/routes.ts';
+import { acceptTunnel, TunnelSocket } from './providers/tunnel-socket.ts';
 import { sessionRoutes } from './sessions/routes.ts';
 import { SessionStore } from './sessions/store.ts';
 import { loadState, saveState } from './state-file.ts';
@@ -158,13 +159,6 @@ export function createGateway(deps: GatewayDeps): Gateway {
     autoPong: false,
     handleProtocols: (offered) => (offered.has(V1_SUBPROTOCOL) ? V1_SUBPROTOCOL : false),
   });
-  const tunnelWss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    clientTracking: false,
-    maxPayload: tuning.maxTunnelFrameBytes,
-    handleProtocols: (offered) => (offered.has(TUNNEL_SUBPROTOCOL) ? TUNNEL_SUBPROTOCOL : false),
-  });
   const clientSockets = new Set<WebSocket>();
   const upgrades: { prefix: string; handler: UpgradeHandler }[] = [];
   let closed = false;
@@ -198,11 +192,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (url.pathname === TUNNEL_PATH) {
       const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
       if (!offered.includes(TUNNEL_SUBPROTOCOL)) return rejectUpgrade(socket, 400, `the tunnel needs the ${TUNNEL_SUBPROTOCOL} subprotocol`);
-      tunnelWss.handleUpgrade(req, socket, head, (ws) => {
-        providers.accept(ws, socket).catch((err: unknown) => {
-          logger.error('tunnel setup failed', { error: errorText(err) });
-          ws.terminate();
-        });
+      // Our own WebSocket endpoint, not ws's: it hands large output on without copying it
+      // (providers/tunnel-socket.ts).
+      const ws = acceptTunnel(req, socket, head, TUNNEL_SUBPROTOCOL, { maxPayload: tuning.maxTunnelFrameBytes });
+      if (!(ws instanceof TunnelSocket)) return rejectUpgrade(socket, ws.status, ws.message, ws.headers);
+      providers.accept(ws).catch((err: unknown) => {
+        logger.error('tunnel setup failed', { error: errorText(err) });
+        ws.terminate();
       });
       return;
     }
@@ -301,12 +297,13 @@ function setNoDelay(socket: Duplex): void {
 }
 
 /** Answers an upgrade request with a plain HTTP error (JSON body, as the REST API). */
-function rejectUpgrade(socket: Duplex, status: number, message: string): void {
-  const reason = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+function rejectUpgrade(socket: Duplex, status: number, message: string, headers: Readonly<Record<string, string>> = {}): void {
+  const reason = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required', 503: 'Service Unavailable' }[status] ?? 'Error';
   const body = JSON.stringify({ message, reason });
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
   if (socket.writable) {
     socket.end(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
     );
   }
   setTimeout(() => socket.destroy(), 1000).unref();

@@ -240,16 +240,24 @@ export type KernelPartFrame = Extract<TunnelFrame, { readonly kind: 'kernel-part
  * The same checks as decodeFrame's.
  */
 export function decodeKernelPart(head: Buffer, bytes: Buffer, opts: { maxBytes?: number } = {}): KernelPartFrame {
+  return { kind: 'kernel-part', ...decodeKernelPartHead(head, bytes.length, opts), bytes };
+}
+
+/**
+ * The header of a KERNEL PART frame whose `byteLength` bytes the receiver holds elsewhere (in
+ * the pieces they arrived in, say): decodeKernelPart's checks without the bytes themselves.
+ */
+export function decodeKernelPartHead(head: Buffer, byteLength: number, opts: { maxBytes?: number } = {}): { readonly kernelId: string; readonly total: number; readonly offset: number } {
   const max = opts.maxBytes ?? DEFAULT_MAX_TUNNEL_FRAME;
-  if (head.length + bytes.length > max) throw tooBig(head.length + bytes.length, max);
+  if (head.length + byteLength > max) throw tooBig(head.length + byteLength, max);
   if (head[0] !== FrameKind.KernelPart) throw malformed('not a kernel part frame');
-  if (head.length !== KERNEL_PART_HEADER_BYTES || bytes.length === 0) throw malformed('kernel part frame has no bytes');
+  if (head.length !== KERNEL_PART_HEADER_BYTES || byteLength === 0) throw malformed('kernel part frame has no bytes');
   const total = head.readBigUInt64LE(17);
   const offset = head.readBigUInt64LE(25);
   // A message in parts is still one kernel message: `total` obeys the same bound as a frame.
   if (total > BigInt(max)) throw tooBig(Number(total), max);
-  if (offset + BigInt(bytes.length) > total) throw malformed('kernel part runs past the end of its message');
-  return { kind: 'kernel-part', kernelId: bytesToUuid(head.subarray(1, 17)), total: Number(total), offset: Number(offset), bytes };
+  if (offset + BigInt(byteLength) > total) throw malformed('kernel part runs past the end of its message');
+  return { kernelId: bytesToUuid(head.subarray(1, 17)), total: Number(total), offset: Number(offset) };
 }
 
 // ---- validators -------------------------------------------------------------------

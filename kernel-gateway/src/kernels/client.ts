@@ -3,6 +3,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { corkForTick } from '@kinesis/protocol/node/cork';
+import type { Pieces } from '../providers/tunnel-socket.ts';
 import { SentLog } from './sent-log.ts';
 
 /** What a resuming client's connection remembers of what was sent to it. */
@@ -108,19 +109,20 @@ export class ClientConnection {
    * Starts one unfragmented binary frame of `total` payload bytes: the header now, the
    * payload through `streamBytes`, and `endStream` once all of it went out.
    */
-  beginStream(total: number, first: Buffer): void {
+  beginStream(total: number, first: Pieces): void {
     const socket = this.socket;
     if (!socket || !this.open) return;
     this.#streaming = true;
     corkForTick(socket);
     socket.write(binaryFrameHeader(total));
-    socket.write(first, this.#onWritten);
+    for (const p of first) socket.write(p, this.#onWritten);
   }
 
-  streamBytes(bytes: Buffer): void {
+  /** More of the frame, as the pieces it arrived in from the provider (written as they are: no copy). */
+  streamBytes(pieces: Pieces): void {
     if (!this.#streaming || !this.socket || this.socket.destroyed) return;
     corkForTick(this.socket);
-    this.socket.write(bytes, this.#onWritten);
+    for (const p of pieces) this.socket.write(p, this.#onWritten);
   }
 
   /**

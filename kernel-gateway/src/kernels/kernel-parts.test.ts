@@ -26,7 +26,8 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     const out1 = (text: string): Buffer => encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text } }));
     const m1 = out1('a'.repeat(10_000));
     const m2 = out1('b'.repeat(10_000));
-    const part = (f: Buffer, offset: number, n: number) => ({ total: f.length, offset, bytes: f.subarray(offset, offset + n) });
+    // Each part in two pieces, as the tunnel socket hands on a part spread over two socket reads.
+    const part = (f: Buffer, offset: number, n: number) => ({ total: f.length, offset, pieces: [f.subarray(offset, offset + 100), f.subarray(offset + 100, offset + n)], length: n });
     const oldLink = fakeLink('old');
     const newLink = fakeLink('new');
     k.setReady(oldLink);
@@ -63,9 +64,9 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     k.setReady(link);
     k.attach(new ClientConnection(ws as never, 'sess', true, socket));
     const big = encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'a'.repeat(10_000) } }));
-    k.partFromKernel(link, { total: big.length, offset: 0, bytes: big.subarray(0, 4000) }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
+    k.partFromKernel(link, { total: big.length, offset: 0, pieces: [big.subarray(0, 1000), big.subarray(1000, 4000)], length: 4000 }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
     ws.bufferedAmount = 5000; // over the 1000-byte mark: the next part's credit is owed
-    k.partFromKernel(link, { total: big.length, offset: 4000, bytes: big.subarray(4000, 8000) }, undefined, 4033);
+    k.partFromKernel(link, { total: big.length, offset: 4000, pieces: [big.subarray(4000, 8000)], length: 4000 }, undefined, 4033);
     expect(granted).toEqual([4033]);
     // The tick's cork is released and the part's write reaches the socket.
     await until(() => pending.length > 0, 5000);
@@ -87,7 +88,7 @@ describe('a replaced tunnel (Kernel with fakes)', () => {
     const conn = new ClientConnection(ws as never, 'sess', true, socket);
     k.attach(conn);
     const big = encodeV1(makeMessage({ channel: 'iopub', msgType: 'stream', session: 's', content: { name: 'stdout', text: 'a'.repeat(10_000) } }));
-    k.partFromKernel(link, { total: big.length, offset: 0, bytes: big.subarray(0, 4000) }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
+    k.partFromKernel(link, { total: big.length, offset: 0, pieces: [big.subarray(0, 1000), big.subarray(1000, 4000)], length: 4000 }, peekV1Head(big.subarray(0, 4000), big.length), 4033);
     const verdict = encodeV1(makeMessage({ channel: 'iopub', msgType: 'status', session: 's', content: { execution_state: 'idle' } }));
     k.deliverFromGateway(verdict); // waits behind the frame being streamed
     k.detachLink(); // the tunnel drops: the frame can never be completed

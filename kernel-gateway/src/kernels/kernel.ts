@@ -6,6 +6,7 @@
 import { encodeV1, makeMessage, peekV1, splitV1, type V1Peek } from '@kinesis/protocol';
 import { isRecord } from '@kinesis/protocol/validate';
 import type { ProviderLink } from '../providers/link.ts';
+import type { Pieces } from '../providers/tunnel-socket.ts';
 import { errorText, type Logger } from '../logger.ts';
 import type { ClientConnection } from './client.ts';
 import { ClientRouter } from './client-router.ts';
@@ -46,7 +47,10 @@ export type SendResult = 'sent' | 'queued' | 'full' | 'dead';
 export interface KernelPart {
   readonly total: number;
   readonly offset: number;
-  readonly bytes: Buffer;
+  /** The part's bytes as the pieces they arrived in (views into the tunnel's socket reads). */
+  readonly pieces: Pieces;
+  /** Bytes in `pieces`. */
+  readonly length: number;
 }
 
 // Session id of messages the gateway itself writes when it has not yet seen the kernel's own.
@@ -177,9 +181,9 @@ export class Kernel {
     if (part.offset === 0 && peek) {
       this.#abortInflight();
       this.#router.detachClosed();
-      m = this.#inflight = new StreamedMessage(peek, part.total, part.bytes, this.clients);
+      m = this.#inflight = new StreamedMessage(peek, part.total, part.pieces, part.length, this.clients);
     } else if (m) {
-      m.add(part.bytes);
+      m.add(part.pieces, part.length);
     } else {
       // The start was dropped (kernel unknown or aborted then): nothing to add to.
       link.grantCredit(this.id, frameBytes);

@@ -2,7 +2,7 @@
 // what happens when a provider's tunnel drops (grace, then `dead`) and comes back (re-attach,
 // also after a gateway restart: kernels listed in hello are adopted), relaying frames.
 import { randomUUID } from 'node:crypto';
-import { peekV1, peekV1Head, ProtocolError, type Hello, type KernelReceiptEvent, type KernelStatusEvent, type V1Peek } from '@kinesis/protocol';
+import { peekV1, ProtocolError, type Hello, type KernelReceiptEvent, type KernelStatusEvent, type V1Peek } from '@kinesis/protocol';
 import { buildCatalog, type CatalogEntry } from '../kernelspecs/catalog.ts';
 import { gatewaySpecName } from '../kernelspecs/naming.ts';
 import { GatewayError, LinkClosedError } from '../errors.ts';
@@ -16,6 +16,7 @@ import { ClientKeepalive } from './client-keepalive.ts';
 import { Kernel, type KernelOptions, type KernelPart } from './kernel.ts';
 import { place } from './placement.ts';
 import { ReceiptQueue } from './receipt-queue.ts';
+import { peekPart } from './streamed-message.ts';
 import { Tombstones } from './tombstones.ts';
 
 const isDead = (k: Kernel): boolean => k.state === 'dead';
@@ -314,7 +315,7 @@ export class KernelManager implements ProviderEvents {
     let peek: V1Peek | undefined;
     if (part.offset === 0) {
       try {
-        peek = peekV1Head(part.bytes, part.total, { maxBytes: this.opts.maxFrameBytes });
+        peek = peekPart(part, this.opts.maxFrameBytes);
       } catch (err) {
         this.opts.logger.warn('provider sent an undecodable kernel message in parts; dropped', { kernel: kernelId, error: errorText(err) });
         link.grantCredit(kernelId, frameBytes);

@@ -3,14 +3,36 @@
 // (referenced, not copied) for whoever needs the whole frame once it is complete: legacy
 // clients, clients that attached meanwhile, replay buffers, resume logs. The kernel decides
 // who that is (client-router.ts); this holds the bytes and the streamed clients.
-import type { V1Peek } from '@kinesis/protocol';
+import { peekV1Head, type V1Peek } from '@kinesis/protocol';
+import type { Pieces } from '../providers/tunnel-socket.ts';
 import type { ClientConnection } from './client.ts';
+import type { KernelPart } from './kernel.ts';
 
 export interface StreamEnd {
   /** Streamed clients that got the frame whole and are still connected. */
   readonly done: ReadonlySet<ClientConnection>;
   /** What was routed to a streamed client mid-frame and never sent, because it closed on the way. */
   readonly unsent: ReadonlyArray<readonly [ClientConnection, Buffer]>;
+}
+
+/** How much of a first part is joined (when its first piece is shorter) to read the message's head from. */
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * Reads a message's head (offset table, channel, header, parent header) from its first part,
+ * joining the part's pieces only as far as needed: the first 64 KiB, or all of the part for a
+ * head longer than that.
+ */
+export function peekPart(part: KernelPart, maxBytes: number): V1Peek {
+  const first = part.pieces[0] ?? Buffer.alloc(0);
+  const n = Math.min(part.length, HEAD_BYTES);
+  const head = first.length >= n ? first : Buffer.concat(part.pieces, n);
+  try {
+    return peekV1Head(head, part.total, { maxBytes });
+  } catch (err) {
+    if (head.length >= part.length) throw err;
+    return peekV1Head(Buffer.concat(part.pieces, part.length), part.total, { maxBytes });
+  }
 }
 
 export class StreamedMessage {
@@ -23,11 +45,12 @@ export class StreamedMessage {
   constructor(
     readonly peek: V1Peek,
     readonly total: number,
-    first: Buffer,
+    first: Pieces,
+    firstLength: number,
     clients: Iterable<ClientConnection>,
   ) {
-    this.#received = first.length;
-    this.#parts = [first];
+    this.#received = firstLength;
+    this.#parts = [...first];
     for (const c of clients) {
       if (!c.canStream) continue;
       c.beginStream(total, first);
@@ -43,11 +66,11 @@ export class StreamedMessage {
     return this.#received >= this.total;
   }
 
-  /** The next part (the link has checked that it continues this message). */
-  add(bytes: Buffer): void {
-    this.#received += bytes.length;
-    this.#parts.push(bytes);
-    for (const c of this.#streamed) c.streamBytes(bytes);
+  /** The next part, `length` bytes in its pieces (the link has checked that it continues this message). */
+  add(pieces: Pieces, length: number): void {
+    this.#received += length;
+    for (const p of pieces) this.#parts.push(p);
+    for (const c of this.#streamed) c.streamBytes(pieces);
   }
 
   /** The whole v1 frame, joined once, on first need. */

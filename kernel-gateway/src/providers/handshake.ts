@@ -2,10 +2,10 @@
 // (EIP-191 personal_sign over authText) → welcome. Anything else closes with 4400/4401, a bad
 // frame with its ProtocolError close code, silence with 4408 after `timeoutMs`.
 import { randomBytes } from 'node:crypto';
-import type { WebSocket } from 'ws';
 import { getAddress, verifyMessage } from 'ethers';
 import { authText, decodeFrame, encodeControl, MAX_CONTROL_BYTES, ProtocolError, TUNNEL_VERSION, type Hello } from '@kinesis/protocol';
 import type { Logger } from '../logger.ts';
+import { joinFragments, type Pieces, type TunnelSocket } from './tunnel-socket.ts';
 
 export const CLOSE_MALFORMED_HELLO = 4400;
 export const CLOSE_BAD_SIGNATURE = 4401;
@@ -19,14 +19,18 @@ export interface HandshakeOptions {
 }
 
 /** Resolves with the verified hello (address checksummed), or undefined after closing the socket. */
-export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Hello | undefined> {
+export function handshake(ws: TunnelSocket, opts: HandshakeOptions): Promise<Hello | undefined> {
   const nonce = randomBytes(32).toString('hex');
+  // Until it has proved who it is, a peer may send nothing larger than a hello.
+  const maxPayload = ws.maxPayload;
+  ws.maxPayload = Math.min(maxPayload, MAX_CONTROL_BYTES + 1);
   return new Promise((resolve) => {
     let done = false;
     const finish = (hello: Hello | undefined, close?: [number, string]): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      ws.maxPayload = maxPayload;
       ws.off('message', onMessage);
       ws.off('close', onClose);
       if (close) {
@@ -42,11 +46,11 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Hello 
     };
     const timer = setTimeout(() => finish(undefined, [CLOSE_HANDSHAKE_TIMEOUT, 'no hello in time']), opts.timeoutMs);
     const onClose = (): void => finish(undefined);
-    const onMessage = (data: Buffer, isBinary: boolean): void => {
+    const onMessage = (fragments: Pieces[], isBinary: boolean): void => {
       if (!isBinary) return finish(undefined, [1003, 'text frames are not part of the tunnel protocol']);
       let hello: Hello;
       try {
-        const f = decodeFrame(data, { maxBytes: MAX_CONTROL_BYTES + 1 });
+        const f = decodeFrame(joinFragments(fragments), { maxBytes: MAX_CONTROL_BYTES + 1 });
         if (f.kind !== 'control' || f.message.type !== 'hello') return finish(undefined, [CLOSE_MALFORMED_HELLO, 'expected hello']);
         hello = f.message;
       } catch (err) {

@@ -2,13 +2,13 @@
 // their replies, kernel frames both ways, credit, liveness. Spec: docs/protocols.md.
 //
 // Hot path: `sendKernel` prefixes the 17-byte header to a client's v1 bytes; frames from the
-// provider are handed to `onKernelFrame` as views (no copy, no parse here).
+// provider are handed to `onKernelFrame` as views, and kernel parts to `onKernelPart` as the
+// pieces of the socket reads they arrived in (no copy, no parse here).
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
 import { corkForTick } from '@kinesis/protocol/node/cork';
 import {
   decodeFrame,
-  decodeKernelPart,
+  decodeKernelPartHead,
   KERNEL_PART_HEADER_BYTES,
   DEFAULT_MAX_PARTIAL_BYTES,
   encodeControl,
@@ -28,10 +28,11 @@ import { LinkClosedError, ProviderRequestError, RequestTimeoutError } from '../e
 import { errorText, type Logger } from '../logger.ts';
 import { hardwareClass, type HardwareClass } from '../kernelspecs/naming.ts';
 import type { KernelPart } from '../kernels/kernel.ts';
+import { joinFragments, type Pieces, type TunnelSocket } from './tunnel-socket.ts';
 
 // Frames above this size go out as two WebSocket fragments (header, then the client's bytes)
 // so a large message is never copied just to prefix 17 bytes (RFC 6455 §5.4 fragmentation;
-// the receiving ws reassembles one message).
+// the provider's ws reassembles one message).
 const FRAGMENT_ABOVE = 64 * 1024;
 
 export interface LinkHandlers {
@@ -57,7 +58,7 @@ export interface LinkOptions {
   readonly maxPartialBytes?: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
-  /** The TCP socket under `ws`, corked per event-loop turn. */
+  /** The TCP socket under the tunnel, corked per event-loop turn. */
   readonly socket?: Duplex;
   /**
    * CREDIT frames are sent once this many bytes are owed to a kernel (docs/protocols.md,
@@ -98,7 +99,7 @@ export class ProviderLink {
   #closed = false;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: TunnelSocket,
     hello: Hello,
     readonly handlers: LinkHandlers,
     readonly opts: LinkOptions,
@@ -110,18 +111,16 @@ export class ProviderLink {
     this.pricePerKwh = BigInt(hello.pricePerKwh);
     this.kernelspecs = hello.kernelspecs;
     this.#creditBatch = Math.max(1, Math.floor(opts.creditBatchBytes ?? 1));
-    // A message's WebSocket fragments as they came: a kernel part that the provider sent as
-    // [its header, its bytes] is read without joining the two (one copy of all large output
-    // fewer), everything else is joined as ws would have done.
-    ws.binaryType = 'fragments';
-    ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.#onFragments(data, isBinary));
+    // A message's WebSocket fragments as they came, each as its pieces: a kernel part that the
+    // provider sent as [its header, its bytes] is handed on without joining either (large
+    // output is never copied here); everything else is joined.
+    ws.on('message', (fragments: Pieces[], isBinary: boolean) => this.#onFragments(fragments, isBinary));
     ws.on('pong', () => {
       this.lastPongAt = Date.now();
       if (this.#pingSentAt) this.latencyMs = this.lastPongAt - this.#pingSentAt;
       this.#pingSentAt = 0;
     });
     ws.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason.toString('utf8')));
-    ws.on('error', (err) => this.opts.logger.warn('tunnel socket error', { provider: this.id, error: err.message }));
   }
 
   get closed(): boolean {
@@ -229,20 +228,23 @@ export class ProviderLink {
     this.ws.send(encodeControl(msg), { binary: true });
   }
 
-  #onFragments(data: Buffer | Buffer[], isBinary: boolean): void {
-    if (!Array.isArray(data)) return this.#onMessage(data, isBinary);
-    const head = data[0];
-    if (data.length === 2 && isBinary && !this.#closed && head && head.length === KERNEL_PART_HEADER_BYTES && head[0] === FrameKind.KernelPart) {
-      const bytes = data[1]!;
-      try {
-        const f = decodeKernelPart(head, bytes, { maxBytes: this.opts.maxFrameBytes });
-        this.#onPart(f.kernelId, f, head.length + bytes.length);
-      } catch (err) {
-        this.#frameError(err);
+  #onFragments(fragments: Pieces[], isBinary: boolean): void {
+    if (fragments.length === 2 && isBinary && !this.#closed) {
+      const head = joinFragments(fragments.slice(0, 1));
+      if (head.length === KERNEL_PART_HEADER_BYTES && head[0] === FrameKind.KernelPart) {
+        const pieces = fragments[1]!;
+        let length = 0;
+        for (const p of pieces) length += p.length;
+        try {
+          const h = decodeKernelPartHead(head, length, { maxBytes: this.opts.maxFrameBytes });
+          this.#onPart(h.kernelId, { total: h.total, offset: h.offset, pieces, length }, head.length + length);
+        } catch (err) {
+          this.#frameError(err);
+        }
+        return;
       }
-      return;
     }
-    this.#onMessage(data.length === 1 ? data[0]! : Buffer.concat(data), isBinary);
+    this.#onMessage(joinFragments(fragments), isBinary);
   }
 
   #onMessage(data: Buffer, isBinary: boolean): void {
@@ -262,7 +264,7 @@ export class ProviderLink {
       }
       if (data[0] === FrameKind.KernelPart) {
         const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
-        if (f.kind === 'kernel-part') this.#onPart(f.kernelId, f, data.length);
+        if (f.kind === 'kernel-part') this.#onPart(f.kernelId, { total: f.total, offset: f.offset, pieces: [f.bytes], length: f.bytes.length }, data.length);
         return;
       }
       const f = decodeFrame(data, { maxBytes: this.opts.maxFrameBytes });
@@ -295,10 +297,10 @@ export class ProviderLink {
     } else if (!p || p.total !== part.total || p.next !== part.offset) {
       throw new ProtocolError(1007, 'a kernel part does not continue its message');
     }
-    const next = part.offset + part.bytes.length;
+    const next = part.offset + part.length;
     // Every part but the last carries at least MIN_PART_BYTES (providers send 64 KiB and up),
     // so a message cannot be split into millions of tiny parts the gateway must keep.
-    if (next < part.total && part.bytes.length < MIN_PART_BYTES) throw new ProtocolError(1007, `a kernel part other than the last must carry at least ${MIN_PART_BYTES} bytes`);
+    if (next < part.total && part.length < MIN_PART_BYTES) throw new ProtocolError(1007, `a kernel part other than the last must carry at least ${MIN_PART_BYTES} bytes`);
     if (!p && next < part.total) {
       if (this.#partial.size >= MAX_PARTIAL_MESSAGES) throw new ProtocolError(1009, `more than ${MAX_PARTIAL_MESSAGES} kernel messages in parts at once`);
       const budget = this.opts.maxPartialBytes ?? DEFAULT_MAX_PARTIAL_BYTES;

@@ -1,12 +1,11 @@
 // The connected providers: accepts tunnels (handshake), replaces a provider's older
 // connection when it dials again, pings every link, and tells the kernel manager when a
 // provider comes and goes.
-import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
 import { encodeControl, TUNNEL_FEATURES, type Hello, type KernelStatusEvent, type KernelReceiptEvent } from '@kinesis/protocol';
 import type { Logger } from '../logger.ts';
 import { CLOSE_REPLACED, handshake } from './handshake.ts';
 import { ProviderLink } from './link.ts';
+import type { TunnelSocket } from './tunnel-socket.ts';
 import type { KernelPart } from '../kernels/kernel.ts';
 
 export interface ProviderEvents {
@@ -36,7 +35,7 @@ export interface ProviderRegistryOptions {
 
 export class ProviderRegistry {
   readonly #links = new Map<string, ProviderLink>();
-  readonly #sockets = new Set<WebSocket>();
+  readonly #sockets = new Set<TunnelSocket>();
   readonly #timer: NodeJS.Timeout;
   #events: ProviderEvents | undefined;
   #closed = false;
@@ -58,7 +57,7 @@ export class ProviderRegistry {
     return [...this.#links.values()];
   }
 
-  async accept(ws: WebSocket, socket?: Duplex): Promise<void> {
+  async accept(ws: TunnelSocket): Promise<void> {
     if (this.#closed) {
       ws.terminate();
       return;
@@ -93,7 +92,7 @@ export class ProviderRegistry {
         creditBatchBytes: Math.min(this.opts.creditBatchBytes ?? 1, Math.floor(this.opts.initialCredit / 2)),
         requestTimeoutMs: this.opts.requestTimeoutMs,
         logger: this.opts.logger,
-        ...(socket ? { socket } : {}),
+        socket: ws.socket,
       },
     );
     const old = this.#links.get(link.id.toLowerCase());
@@ -123,8 +122,17 @@ export class ProviderRegistry {
   }
 }
 
+/** What closeSockets needs of a socket: ws's WebSocket and TunnelSocket both have it. */
+export interface ClosableSocket {
+  readonly readyState: number;
+  readonly CLOSED: number;
+  close(code: number, reason: string): void;
+  terminate(): void;
+  once(event: 'close', fn: () => void): unknown;
+}
+
 /** Sends a close frame to each socket, waits up to `graceMs` for the closing handshakes, then cuts what is left. */
-export async function closeSockets(sockets: readonly WebSocket[], code: number, reason: string, graceMs: number): Promise<void> {
+export async function closeSockets(sockets: readonly ClosableSocket[], code: number, reason: string, graceMs: number): Promise<void> {
   await Promise.all(
     sockets.map(
       (ws) =>
