@@ -314,7 +314,8 @@ export class TunnelSocket extends EventEmitter {
     if (!this.#fin) return;
     const fragments = this.#fragments!;
     this.#fragments = undefined;
-    if (this.#closeSent) return; // after our close frame, data is read but not acted on
+    // After our close frame (or terminate()), data is read but not acted on.
+    if (this.readyState !== OPEN) return;
     this.emit('message', fragments, this.#messageBinary);
   }
 
