@@ -192,9 +192,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (url.pathname === TUNNEL_PATH) {
       const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
       if (!offered.includes(TUNNEL_SUBPROTOCOL)) return rejectUpgrade(socket, 400, `the tunnel needs the ${TUNNEL_SUBPROTOCOL} subprotocol`);
+      // Anyone may open a tunnel; only so many may be proving their key at once.
+      if (providers.handshaking >= tuning.maxPendingTunnels) return rejectUpgrade(socket, 503, 'too many tunnels are being set up; try again shortly');
       // Our own WebSocket endpoint, not ws's: it hands large output on without copying it
       // (providers/tunnel-socket.ts).
-      const ws = acceptTunnel(req, socket, head, TUNNEL_SUBPROTOCOL, { maxPayload: tuning.maxTunnelFrameBytes });
+      const ws = acceptTunnel(req, socket, head, TUNNEL_SUBPROTOCOL, {
+        maxPayload: tuning.maxTunnelFrameBytes,
+        onListenerError: (err) => logger.error('error handling a tunnel message; closing that tunnel', { error: errorText(err) }),
+      });
       if (!(ws instanceof TunnelSocket)) return rejectUpgrade(socket, ws.status, ws.message, ws.headers);
       providers.accept(ws).catch((err: unknown) => {
         logger.error('tunnel setup failed', { error: errorText(err) });

@@ -19,6 +19,8 @@ export interface Tuning {
   readonly providerPingIntervalMs: number;
   readonly providerPingTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  /** Tunnels at most in their handshake at once; more are refused with 503 until some finish. */
+  readonly maxPendingTunnels: number;
   /** How long a disconnected provider's kernels wait before they are `dead`. */
   readonly graceMs: number;
   /** How long kernels restored after a gateway restart wait for their provider to reconnect. */
@@ -48,6 +50,7 @@ export const DEFAULT_TUNING: Tuning = {
   providerPingIntervalMs: 5_000,
   providerPingTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
+  maxPendingTunnels: 256,
   graceMs: 5_000,
   // Above two of a provider's longest reconnect waits (30 s ± 50 %) plus a handshake.
   restoreGraceMs: 120_000,

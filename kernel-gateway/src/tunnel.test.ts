@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Wallet } from 'ethers';
 import { WebSocket } from 'ws';
 import { encodeControl, TUNNEL_SUBPROTOCOL, type JupyterMessage } from '@kinesis/protocol';
+import { TUNNEL_HIGH_WATER } from './providers/link.ts';
 import { ProviderPeer, sleep } from './testing/provider-peer.ts';
 import { startTestGateway, TestClient, until, type TestGateway } from './testing/harness.ts';
 
@@ -46,6 +47,22 @@ describe('handshake', () => {
     expect((await gw.api('/api/providers')).body).toEqual([]);
   });
 
+  it('closes with 4400 on an address whose EIP-55 checksum is wrong, and takes one in lower case', async () => {
+    const gw = await start();
+    // One letter's case flipped: the same key's address, but a checksum that does not hold.
+    const flip = (a: string): string => {
+      const i = [...a].findIndex((ch, k) => k > 1 && /[a-f]/i.test(ch));
+      const ch = a[i]!;
+      return a.slice(0, i) + (ch === ch.toLowerCase() ? ch.toUpperCase() : ch.toLowerCase()) + a.slice(i + 1);
+    };
+    const bad = await peer(gw, { spellAddress: flip });
+    expect(bad.welcomed).toBe(false);
+    expect(bad.closeCode).toBe(4400);
+    const lower = await peer(gw, { spellAddress: (a) => a.toLowerCase() });
+    expect(lower.welcomed).toBe(true);
+    expect((await gw.api('/api/providers')).body.map((x: { id: string }) => x.id)).toEqual([lower.address]);
+  });
+
   it('closes with 4400 on a malformed hello, 1003 on a text frame, 4408 on silence', async () => {
     const gw = await start({ tuning: { handshakeTimeoutMs: 300 } });
     const dial = (): Promise<WebSocket> =>
@@ -69,6 +86,17 @@ describe('handshake', () => {
     const cd = codeOf(d);
     d.send(encodeControl({ type: 'welcome', providerId: Wallet.createRandom().address, initialCredit: 4096 }));
     expect(await cd).toBe(4400);
+  });
+
+  it('refuses new tunnels with 503 while too many are still in their handshake, and takes them again after', async () => {
+    const gw = await start({ tuning: { maxPendingTunnels: 1, handshakeTimeoutMs: 5000 } });
+    const url = `${gw.url.replace('http', 'ws')}/api/tunnel`;
+    const silent = new WebSocket(url, [TUNNEL_SUBPROTOCOL]);
+    await new Promise((r) => silent.once('message', r)); // the challenge; it never answers
+    const refused = new WebSocket(url, [TUNNEL_SUBPROTOCOL]);
+    expect(await new Promise<number>((r) => refused.once('unexpected-response', (_q, res) => r(res.statusCode ?? 0)))).toBe(503);
+    silent.terminate();
+    await until(async () => (await ProviderPeer.connect(gw.url).then((p) => (peers.push(p), p.welcomed)).catch(() => false)) === true);
   });
 
   it('refuses a tunnel upgrade without the subprotocol', async () => {
@@ -114,6 +142,42 @@ describe('bad frames after the handshake', () => {
     }
     expect(good.ws.readyState).toBe(WebSocket.OPEN);
     expect((await gw.api('/api/providers')).body.map((x: { id: string }) => x.id)).toEqual([good.address]);
+  });
+});
+
+describe('backpressure', () => {
+  it("stops reading a client while its provider's tunnel is backed up, and delivers everything, in order, once it drains", async () => {
+    const gw = await start();
+    const p = await peer(gw);
+    const { body: k } = await gw.api('/api/kernels', { method: 'POST', json: {} });
+    const c = await TestClient.connect(gw.url, k.id);
+    clients.push(c);
+    await c.reply(c.request('shell', 'kernel_info_request'));
+    p.ws.pause(); // the provider stops reading its tunnel
+    const N = 64;
+    const buf = Buffer.alloc(1 << 20, 7);
+    for (let i = 0; i < N; i++) c.request('shell', 'execute_request', { code: `x${i}` }, [buf]);
+    const link = gw.gateway.providers.list()[0]!;
+    // Once nothing moves any more, what the client sent waits in the client's own socket...
+    let last = -1;
+    await until(
+      async () => {
+        const now = c.ws.bufferedAmount;
+        const still = now === last;
+        last = now;
+        await sleep(250);
+        return still;
+      },
+      15_000,
+      'the client to stop draining',
+    );
+    expect(c.ws.bufferedAmount).toBeGreaterThan(8 << 20);
+    // ...not in the gateway, which holds at most the mark and what was in flight past it.
+    expect(link.ws.bufferedAmount).toBeLessThan(TUNNEL_HIGH_WATER + (4 << 20));
+    p.ws.resume();
+    const codes = (): string[] => p.received.filter((r) => r.msg.header.msg_type === 'execute_request').map((r) => String(r.msg.content['code']));
+    await until(() => codes().length === N, 20_000, 'every message to reach the provider');
+    expect(codes()).toEqual(Array.from({ length: N }, (_, i) => `x${i}`));
   });
 });
 

@@ -50,6 +50,18 @@ export function acceptChannel(ws: WebSocket, kernel: Kernel, sessionId: string, 
     }
     const r = kernel.fromClient(frame);
     if (r === 'full') conn.close(1013, 'kernel not ready and its send queue is full; try again later');
+    // Backpressure: while the provider's tunnel is backed up, this client is not read (TCP
+    // then slows the client down) instead of the gateway holding what it sends.
+    const link = kernel.link;
+    if (link?.congested && !conn.held) {
+      conn.held = true;
+      ws.pause();
+      link.whenDrained(() => {
+        conn.held = false;
+        conn.alive = true;
+        ws.resume();
+      });
+    }
   });
   kernel.attach(conn);
   return conn;

@@ -45,6 +45,7 @@ export class ClientKeepalive {
           }
           continue;
         }
+        if (c.held) continue;
         if (!c.alive) {
           c.ws.terminate();
           continue;

@@ -35,6 +35,11 @@ export class ClientConnection {
   /** Set on pong; cleared when a ping goes out. A client that misses one ping interval is dropped. */
   alive = true;
   /**
+   * Not being read while its kernel's tunnel is backed up (channels.ts): it cannot answer
+   * pings meanwhile, so the keepalive leaves it be; the tunnel's own liveness bounds how long.
+   */
+  held = false;
+  /**
    * True between `beginStream` and `endStream`: the socket is in the middle of one data frame
    * whose bytes are still arriving from the provider. Nothing else may be written to it until
    * the frame is complete (RFC 6455 §5.4: control frames may be injected between the

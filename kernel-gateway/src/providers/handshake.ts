@@ -62,14 +62,21 @@ export function handshake(ws: TunnelSocket, opts: HandshakeOptions): Promise<Hel
         return finish(undefined, [CLOSE_MALFORMED_HELLO, 'malformed hello']);
       }
       if (hello.version !== TUNNEL_VERSION) return finish(undefined, [CLOSE_MALFORMED_HELLO, `unsupported tunnel version ${hello.version}`]);
+      let address: string;
+      try {
+        // All lower (or upper) case is a plain address; mixed case must carry a valid EIP-55 checksum.
+        address = getAddress(hello.address);
+      } catch {
+        return finish(undefined, [CLOSE_MALFORMED_HELLO, 'address has a bad EIP-55 checksum']);
+      }
       let signer: string;
       try {
         signer = verifyMessage(authText(opts.gatewayId, nonce), hello.signature);
       } catch {
         return finish(undefined, [CLOSE_BAD_SIGNATURE, 'signature does not verify']);
       }
-      if (signer.toLowerCase() !== hello.address.toLowerCase()) return finish(undefined, [CLOSE_BAD_SIGNATURE, 'signature does not match the address']);
-      finish({ ...hello, address: getAddress(hello.address) });
+      if (signer !== address) return finish(undefined, [CLOSE_BAD_SIGNATURE, 'signature does not match the address']);
+      finish({ ...hello, address });
     };
     ws.on('message', onMessage);
     ws.on('close', onClose);

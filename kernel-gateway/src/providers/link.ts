@@ -35,6 +35,13 @@ import { joinFragments, type Pieces, type TunnelSocket } from './tunnel-socket.t
 // the provider's ws reassembles one message).
 const FRAGMENT_ABOVE = 64 * 1024;
 
+/**
+ * Bytes waiting to be written to a provider above which its tunnel counts as congested: the
+ * clients sending to its kernels stop being read until it drains (kernels/channels.ts), so a
+ * provider that reads slowly, or not at all, cannot make the gateway hold what clients send.
+ */
+export const TUNNEL_HIGH_WATER = 8 * 1024 * 1024;
+
 export interface LinkHandlers {
   onKernelFrame(link: ProviderLink, kernelId: string, payload: Buffer, frameBytes: number): void;
   /**
@@ -97,6 +104,8 @@ export class ProviderLink {
    */
   readonly #abandoned = new Set<string>();
   #closed = false;
+  /** Called once the tunnel's writes drain (or it closes): clients paused for its congestion. */
+  #drainWaiters: (() => void)[] = [];
 
   constructor(
     readonly ws: TunnelSocket,
@@ -125,6 +134,24 @@ export class ProviderLink {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** More than TUNNEL_HIGH_WATER bytes wait to be written to the provider. */
+  get congested(): boolean {
+    return !this.#closed && this.ws.bufferedAmount > TUNNEL_HIGH_WATER;
+  }
+
+  /** Calls `fn` once the bytes waiting for the provider have all been written, or the tunnel closed. */
+  whenDrained(fn: () => void): void {
+    if (!this.congested) return fn();
+    this.#drainWaiters.push(fn);
+    if (this.#drainWaiters.length === 1) this.ws.socket.once('drain', () => this.#drained());
+  }
+
+  #drained(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const fn of waiters) fn();
   }
 
   /** Sends one control request and resolves on its `ok` reply. */
@@ -376,6 +403,7 @@ export class ProviderLink {
     this.#partial.clear();
     this.#partialBytes = 0;
     this.#abandoned.clear();
+    this.#drained();
     this.handlers.onClose(this, code, reason);
   }
 }

@@ -36,6 +36,7 @@ export interface ProviderRegistryOptions {
 export class ProviderRegistry {
   readonly #links = new Map<string, ProviderLink>();
   readonly #sockets = new Set<TunnelSocket>();
+  #handshaking = 0;
   readonly #timer: NodeJS.Timeout;
   #events: ProviderEvents | undefined;
   #closed = false;
@@ -57,6 +58,11 @@ export class ProviderRegistry {
     return [...this.#links.values()];
   }
 
+  /** Tunnels whose peer has not yet proved its key (app.ts refuses new ones above a limit). */
+  get handshaking(): number {
+    return this.#handshaking;
+  }
+
   async accept(ws: TunnelSocket): Promise<void> {
     if (this.#closed) {
       ws.terminate();
@@ -64,7 +70,13 @@ export class ProviderRegistry {
     }
     this.#sockets.add(ws);
     ws.once('close', () => this.#sockets.delete(ws));
-    const hello = await handshake(ws, { gatewayId: this.opts.gatewayId, timeoutMs: this.opts.handshakeTimeoutMs, logger: this.opts.logger });
+    this.#handshaking++;
+    let hello: Hello | undefined;
+    try {
+      hello = await handshake(ws, { gatewayId: this.opts.gatewayId, timeoutMs: this.opts.handshakeTimeoutMs, logger: this.opts.logger });
+    } finally {
+      this.#handshaking--;
+    }
     if (!hello || this.#closed || ws.readyState !== ws.OPEN) return;
     const events = this.#events;
     if (!events) throw new Error('ProviderRegistry used before setEvents');

@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { prng, randomBytes } from '@kinesis/protocol/testing/prng';
-import { acceptTunnel, CLOSED, joinFragments, TunnelSocket, unmask, type Pieces } from './tunnel-socket.ts';
+import { acceptTunnel, CLOSED, joinFragments, MAX_FRAGMENTS, TunnelSocket, unmask, type Pieces } from './tunnel-socket.ts';
 
 const ZERO = Buffer.alloc(4);
 
@@ -61,16 +61,18 @@ function serverFrames(out: Buffer): { op: number; fin: boolean; payload: Buffer 
 }
 
 /** A TunnelSocket on an in-memory socket: `feed` plays the peer's bytes, `out` holds what the socket wrote. */
-function harness(maxPayload = 1 << 20, closeTimeoutMs = 2000) {
+function harness(maxPayload = 1 << 20, closeTimeoutMs = 2000, o: { head?: Buffer; holdWrites?: boolean; onListenerError?: (e: unknown) => void } = {}) {
   const out: Buffer[] = [];
+  const held: (() => void)[] = [];
   const socket = new Duplex({
     read() {},
     write(chunk: Buffer, _enc, cb) {
       out.push(chunk);
-      cb();
+      if (o.holdWrites) held.push(() => cb());
+      else cb();
     },
   });
-  const ts = new TunnelSocket(socket, Buffer.alloc(0), 'p', { maxPayload, closeTimeoutMs });
+  const ts = new TunnelSocket(socket, o.head ?? Buffer.alloc(0), 'p', { maxPayload, closeTimeoutMs, ...(o.onListenerError ? { onListenerError: o.onListenerError } : {}) });
   const messages: { fragments: Pieces[]; data: Buffer; binary: boolean }[] = [];
   const closes: [number, string][] = [];
   ts.on('message', (fragments: Pieces[], binary: boolean) => messages.push({ fragments, data: Buffer.from(joinFragments(fragments)), binary }));
@@ -82,6 +84,8 @@ function harness(maxPayload = 1 << 20, closeTimeoutMs = 2000) {
     closes,
     feed: (...chunks: Buffer[]) => chunks.forEach((c) => socket.push(c)),
     written: () => serverFrames(Buffer.concat(out)),
+    /** Completes the writes the socket is holding (holdWrites). */
+    release: () => held.splice(0).forEach((cb) => cb()),
   };
 }
 
@@ -138,7 +142,7 @@ describe('TunnelSocket', () => {
     const h = harness();
     const payload = randomBytes(prng(1), 300_000);
     const wire = frame(2, payload, { mask: ZERO });
-    const reads = [wire.subarray(0, 1000), wire.subarray(1000, 150_000), wire.subarray(150_000)].map((b) => Buffer.from(b));
+    const reads = [wire.subarray(0, 20_000), wire.subarray(20_000, 150_000), wire.subarray(150_000)].map((b) => Buffer.from(b));
     h.feed(...reads);
     await tick();
     const pieces = h.messages[0]!.fragments[0]!;
@@ -253,6 +257,78 @@ describe('TunnelSocket', () => {
       [0, true, 4],
       [9, true, 2],
     ]);
+  });
+
+  it('a listener that throws costs its connection (1011), not the process', async () => {
+    const errors: unknown[] = [];
+    const h = harness(1 << 20, 2000, { onListenerError: (e) => errors.push(e) });
+    h.ts.on('message', () => {
+      throw new Error('handler bug');
+    });
+    expect(() => h.feed(frame(2, Buffer.from('x')))).not.toThrow();
+    await tick();
+    expect(errors.map((e) => (e as Error).message)).toEqual(['handler bug']);
+    expect(h.written().map((f) => [f.op, f.payload.readUInt16BE(0)])).toEqual([[8, 1011]]);
+  });
+
+  it(`refuses a message in more than ${MAX_FRAGMENTS} fragments (empty ones too) with 1009`, async () => {
+    const h = harness();
+    const empty = frame(0, Buffer.alloc(0), { fin: false });
+    h.feed(frame(2, Buffer.from('a'), { fin: false }), ...Array.from({ length: MAX_FRAGMENTS + 5 }, () => empty));
+    await tick();
+    expect(h.written().map((f) => [f.op, f.payload.readUInt16BE(0)])).toEqual([[8, 1009]]);
+    const ok = harness();
+    ok.feed(frame(2, Buffer.from('a'), { fin: false }), ...Array.from({ length: MAX_FRAGMENTS - 2 }, () => empty), frame(0, Buffer.from('b')));
+    await tick();
+    expect(ok.messages.map((m) => [m.data.toString(), m.fragments.length])).toEqual([['ab', MAX_FRAGMENTS]]);
+  });
+
+  it('copies short reads together: a payload that came a byte at a time is a few pieces, not thousands', async () => {
+    const h = harness();
+    const payload = randomBytes(prng(3), 40_000);
+    const big = randomBytes(prng(4), 50_000);
+    const wire = Buffer.concat([frame(2, payload, { mask: ZERO }), frame(2, big, { mask: ZERO })]);
+    // The first frame (4 bytes of header, 4 of mask) a byte a time, the second in two large reads.
+    const split = 8 + payload.length;
+    h.feed(...Array.from({ length: split }, (_, i) => wire.subarray(i, i + 1)), wire.subarray(split, split + 30_000), wire.subarray(split + 30_000));
+    await tick();
+    expect(h.messages.map((m) => m.data.equals(m === h.messages[0] ? payload : big))).toEqual([true, true]);
+    expect(h.messages[0]!.fragments[0]!.length).toBeLessThanOrEqual(Math.ceil(40_000 / 12_288) + 1);
+    expect(h.messages[1]!.fragments[0]!).toHaveLength(2);
+  });
+
+  it('a peer that pings without reading gets one pong, the latest, once our writes drain', async () => {
+    const h = harness(1 << 20, 2000, { holdWrites: true });
+    h.ts.send(Buffer.alloc(100_000)); // backs our writes up past 64 KiB
+    for (let i = 0; i < 1000; i++) h.feed(frame(9, Buffer.from(`p${i}`)));
+    await tick();
+    expect(h.written().filter((f) => f.op === 0xa)).toEqual([]);
+    await until(() => {
+      h.release();
+      return h.written().some((f) => f.op === 0xa);
+    });
+    h.release();
+    expect(h.written().filter((f) => f.op === 0xa).map((f) => f.payload.toString())).toEqual(['p999']);
+  });
+
+  it('bytes read with the upgrade request come before later reads; terminate() after close leaves it CLOSED', async () => {
+    const h = harness(1 << 20, 2000, { head: frame(2, Buffer.from('first')) });
+    h.feed(frame(2, Buffer.from('second')));
+    await tick();
+    expect(h.messages.map((m) => m.data.toString())).toEqual(['first', 'second']);
+    h.ts.terminate();
+    await tick();
+    expect(h.ts.readyState).toBe(CLOSED);
+    h.ts.terminate();
+    expect(h.ts.readyState).toBe(CLOSED);
+  });
+
+  it('cuts a long close reason between characters, to at most 123 bytes', () => {
+    const h = harness();
+    h.ts.close(4000, 'é'.repeat(100));
+    const reason = h.written()[0]!.payload.subarray(2);
+    expect(reason.length).toBeLessThanOrEqual(123);
+    expect(new TextDecoder('utf-8', { fatal: true }).decode(reason)).toBe('é'.repeat(61));
   });
 
   it('unmask: any mask, any starting phase, any alignment, in any number of pieces (seeded)', () => {

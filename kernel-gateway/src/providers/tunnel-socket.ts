@@ -25,7 +25,17 @@ export interface TunnelSocketOptions {
   readonly maxPayload: number;
   /** How long a closing handshake may take before the socket is destroyed. Default 2000 ms. */
   readonly closeTimeoutMs?: number;
+  /** Told of an error thrown by a listener; the connection is then closed with 1011. */
+  readonly onListenerError?: (err: unknown) => void;
 }
+
+/** Most fragments of one message (1009 above it): each costs memory however few bytes it carries. */
+export const MAX_FRAGMENTS = 1024;
+/** Pieces shorter than this are copied together (a peer sending tiny TCP segments cannot make the gateway keep millions of views). */
+const SMALL_PIECE = 4096;
+const GATHER_BYTES = 16 * 1024;
+/** A ping answered while more than this waits to be written keeps only the latest pong owed, sent on drain. */
+const PONG_HOLD_BYTES = 64 * 1024;
 
 export interface UpgradeRefusal {
   readonly status: number;
@@ -102,6 +112,12 @@ export class TunnelSocket extends EventEmitter {
   #left = 0;
   #maskAt = 0;
   #pieces: Buffer[] = [];
+  /** Where short pieces of the frame's payload are copied together (see SMALL_PIECE). */
+  #gather: Buffer | undefined;
+  #gathered = 0;
+  #gatherFrom = 0;
+  /** A pong held back while the socket's writes are backed up (see PONG_HOLD_BYTES). */
+  #pongOwed: Buffer | undefined;
   /** The fragments of the data message being received; undefined between messages. */
   #fragments: Pieces[] | undefined;
   #messageBinary = true;
@@ -123,6 +139,8 @@ export class TunnelSocket extends EventEmitter {
   ) {
     super();
     this.maxPayload = opts.maxPayload;
+    // Bytes read with the upgrade request come first, as ws does it.
+    if (head.length > 0) socket.unshift(head);
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('end', () => {
       // The peer will send no more: finish our side too.
@@ -131,7 +149,6 @@ export class TunnelSocket extends EventEmitter {
     });
     socket.on('close', () => this.#closed());
     socket.on('error', () => socket.destroy());
-    if (head.length > 0) queueMicrotask(() => this.#receive(head));
   }
 
   get bufferedAmount(): number {
@@ -162,12 +179,13 @@ export class TunnelSocket extends EventEmitter {
   }
 
   terminate(): void {
+    if (this.readyState === CLOSED) return;
     this.readyState = CLOSING;
     this.socket.destroy();
   }
 
   #write(op: Op, fin: boolean, data: Uint8Array): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return;
     const n = data.byteLength;
     let h: Buffer;
     if (n < 126) {
@@ -193,7 +211,13 @@ export class TunnelSocket extends EventEmitter {
     if (this.#closeSent || this.socket.destroyed) return;
     this.#closeSent = true;
     this.readyState = CLOSING;
-    const r = Buffer.from(reason.slice(0, 120), 'utf8').subarray(0, 123);
+    // At most 123 bytes of reason (RFC 6455 §5.5), cut between characters: a peer must be able to read it as UTF-8.
+    let r = Buffer.from(reason, 'utf8');
+    if (r.length > 123) {
+      let end = 123;
+      while (end > 0 && (r[end]! & 0xc0) === 0x80) end--;
+      r = r.subarray(0, end);
+    }
     const payload = Buffer.allocUnsafe(2 + r.length);
     payload.writeUInt16BE(code, 0);
     r.copy(payload, 2);
@@ -221,8 +245,10 @@ export class TunnelSocket extends EventEmitter {
         at = this.#inPayload ? this.#takePayload(chunk, at) : this.#takeHead(chunk, at);
       }
     } catch (err) {
-      if (!(err instanceof FrameError)) throw err;
-      this.#fail(err.code, err.message);
+      if (err instanceof FrameError) return this.#fail(err.code, err.message);
+      // A listener's error: this connection ends, the gateway goes on.
+      this.opts.onListenerError?.(err);
+      this.#fail(1011, 'internal error');
     }
   }
 
@@ -230,6 +256,7 @@ export class TunnelSocket extends EventEmitter {
   #fail(code: number, reason: string): void {
     this.#failed = true;
     this.#pieces = [];
+    this.#gather = undefined;
     this.#fragments = undefined;
     this.#sendClose(code, reason);
     this.socket.end();
@@ -290,6 +317,7 @@ export class TunnelSocket extends EventEmitter {
       this.#messageBinary = op === Op.Binary;
       this.#messageBytes = 0;
     } else throw new FrameError(1002, `unknown opcode ${op}`);
+    if (this.#fragments.length >= MAX_FRAGMENTS) throw new FrameError(1009, `message in more than ${MAX_FRAGMENTS} fragments`);
     this.#messageBytes += len;
     if (this.#messageBytes > this.maxPayload) throw new FrameError(1009, `message over ${this.maxPayload} bytes`);
   }
@@ -298,14 +326,41 @@ export class TunnelSocket extends EventEmitter {
     const n = Math.min(this.#left, chunk.length - at);
     const piece = chunk.subarray(at, at + n);
     if (this.#masked) this.#maskAt = unmask(piece, this.#mask, this.#maskAt);
-    this.#pieces.push(piece);
+    if (n < SMALL_PIECE) this.#gatherPiece(piece);
+    else {
+      this.#flushGathered();
+      this.#pieces.push(piece);
+    }
     this.#left -= n;
     if (this.#left === 0) this.#frameDone();
     return at + n;
   }
 
+  #gatherPiece(piece: Buffer): void {
+    if (this.#gather && this.#gathered + piece.length > this.#gather.length) {
+      this.#flushGathered();
+      this.#gather = undefined;
+    }
+    if (!this.#gather) {
+      this.#gather = Buffer.allocUnsafe(GATHER_BYTES);
+      this.#gathered = this.#gatherFrom = 0;
+    }
+    piece.copy(this.#gather, this.#gathered);
+    this.#gathered += piece.length;
+  }
+
+  /** Ends the run of gathered bytes as one piece; the rest of the gather buffer serves the next run. */
+  #flushGathered(): void {
+    const g = this.#gather;
+    if (!g || this.#gathered === this.#gatherFrom) return;
+    this.#pieces.push(g.subarray(this.#gatherFrom, this.#gathered));
+    this.#gatherFrom = this.#gathered;
+    if (g.length - this.#gathered < SMALL_PIECE) this.#gather = undefined;
+  }
+
   #frameDone(): void {
     this.#inPayload = false;
+    this.#flushGathered();
     const pieces = this.#pieces;
     this.#pieces = [];
     const op = this.#opcode;
@@ -319,9 +374,22 @@ export class TunnelSocket extends EventEmitter {
     this.emit('message', fragments, this.#messageBinary);
   }
 
+  #payPong(): void {
+    const p = this.#pongOwed;
+    this.#pongOwed = undefined;
+    if (p && this.readyState === OPEN) this.#write(Op.Pong, true, p);
+  }
+
   #control(op: Op, payload: Buffer): void {
     if (op === Op.Ping) {
-      if (this.readyState === OPEN) this.#write(Op.Pong, true, payload);
+      if (this.readyState !== OPEN) return;
+      if (this.socket.writableLength > PONG_HOLD_BYTES) {
+        // A peer that pings without reading gets one pong, the latest, once our writes drain.
+        if (!this.#pongOwed) this.socket.once('drain', () => this.#payPong());
+        this.#pongOwed = Buffer.from(payload);
+        return;
+      }
+      this.#write(Op.Pong, true, payload);
       return;
     }
     if (op === Op.Pong) {

@@ -44,6 +44,8 @@ export interface PeerOptions {
   readonly ignorePings?: boolean;
   /** Sign for another address (to test 4401). */
   readonly badSignature?: boolean;
+  /** Write the address in `hello` this way (the signature is still its key's). */
+  readonly spellAddress?: (address: string) => string;
 }
 
 export const CPU_HARDWARE: HardwareInfo = {
@@ -157,7 +159,7 @@ export class ProviderPeer {
         this.#control({
           type: 'hello',
           version: TUNNEL_VERSION,
-          address: this.wallet.address,
+          address: this.#opts.spellAddress ? this.#opts.spellAddress(this.wallet.address) : this.wallet.address,
           signature,
           name: this.#opts.name ?? 'test-peer',
           hardware: this.#opts.hardware ?? CPU_HARDWARE,
