@@ -8,7 +8,8 @@
 // Only what the tunnel needs: binary and text messages (fragmented or not), ping, pong, and
 // the closing handshake; no extensions (none are offered, so RSV bits are a protocol error).
 // Every rule a client frame must keep is checked, and a breach closes the tunnel with the
-// RFC's code (1002 protocol error, 1007 bad close reason, 1009 message too big).
+// RFC's code (1002 protocol error, 1007 bad close reason, 1009 message too big or in too many
+// fragments); an error thrown by a listener closes that connection with 1011, nothing more.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
