@@ -28,7 +28,7 @@ import { LinkClosedError, ProviderRequestError, RequestTimeoutError } from '../e
 import { errorText, type Logger } from '../logger.ts';
 import { hardwareClass, type HardwareClass } from '../kernelspecs/naming.ts';
 import type { KernelPart } from '../kernels/kernel.ts';
-import { joinFragments, type Pieces, type TunnelSocket } from './tunnel-socket.ts';
+import { joinFragments, joinPieces, type Pieces, type TunnelSocket } from './tunnel-socket.ts';
 
 // Frames above this size go out as two WebSocket fragments (header, then the client's bytes)
 // so a large message is never copied just to prefix 17 bytes (RFC 6455 §5.4 fragmentation;
@@ -257,7 +257,7 @@ export class ProviderLink {
 
   #onFragments(fragments: Pieces[], isBinary: boolean): void {
     if (fragments.length === 2 && isBinary && !this.#closed) {
-      const head = joinFragments(fragments.slice(0, 1));
+      const head = joinPieces(fragments[0]!);
       if (head.length === KERNEL_PART_HEADER_BYTES && head[0] === FrameKind.KernelPart) {
         const pieces = fragments[1]!;
         let length = 0;

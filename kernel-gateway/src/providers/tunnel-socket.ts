@@ -84,9 +84,8 @@ class FrameError extends Error {
 }
 
 /** The states of ws's WebSocket, so code written against either reads the same. */
-export const CONNECTING = 0;
 export const OPEN = 1;
-export const CLOSING = 2;
+const CLOSING = 2;
 export const CLOSED = 3;
 
 /**
@@ -111,6 +110,7 @@ export class TunnelSocket extends EventEmitter {
   #mask = Buffer.alloc(4);
   #masked = false;
   #left = 0;
+  #frameLen = 0;
   #maskAt = 0;
   #pieces: Buffer[] = [];
   /** Where short pieces of the frame's payload are copied together (see SMALL_PIECE). */
@@ -296,6 +296,7 @@ export class TunnelSocket extends EventEmitter {
     this.#headNeed = 2;
     this.#checkFrame(len);
     this.#left = len;
+    this.#frameLen = len;
     this.#pieces = [];
     this.#inPayload = true;
     if (len === 0) this.#frameDone();
@@ -327,7 +328,9 @@ export class TunnelSocket extends EventEmitter {
     const n = Math.min(this.#left, chunk.length - at);
     const piece = chunk.subarray(at, at + n);
     if (this.#masked) this.#maskAt = unmask(piece, this.#mask, this.#maskAt);
-    if (n < SMALL_PIECE) this.#gatherPiece(piece);
+    // A whole frame in one read stays a view (small messages are not copied); only a frame
+    // split across reads gathers its short pieces.
+    if (n < SMALL_PIECE && n !== this.#frameLen) this.#gatherPiece(piece);
     else {
       this.#flushGathered();
       this.#pieces.push(piece);
@@ -365,7 +368,7 @@ export class TunnelSocket extends EventEmitter {
     const pieces = this.#pieces;
     this.#pieces = [];
     const op = this.#opcode;
-    if (op >= Op.Close) return this.#control(op, join(pieces));
+    if (op >= Op.Close) return this.#control(op, joinPieces(pieces));
     this.#fragments!.push(pieces);
     if (!this.#fin) return;
     const fragments = this.#fragments!;
@@ -427,13 +430,14 @@ function validCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
-function join(pieces: Pieces): Buffer {
+/** Joins pieces into one buffer (no copy when there is one). */
+export function joinPieces(pieces: Pieces): Buffer {
   return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
 
 /** Joins a message's fragments and their pieces into one buffer (no copy when there is one piece). */
 export function joinFragments(fragments: readonly Pieces[]): Buffer {
-  if (fragments.length === 1) return join(fragments[0]!);
+  if (fragments.length === 1) return joinPieces(fragments[0]!);
   return Buffer.concat(fragments.flat());
 }
 
